@@ -1,0 +1,1 @@
+"""Data stage: PMC article sources → parsed figures → filtered images → WebDataset shards."""
