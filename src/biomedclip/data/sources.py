@@ -1,6 +1,6 @@
 """Article sources: find PMC articles and open them as :class:`ArticleBundle` (XML + media).
 
-Three layouts are supported, in any mix and under any fsspec URL (plain path, ``file://``,
+Two layouts are supported, in any mix and under any fsspec URL (plain path, ``file://``,
 ``s3://``, ``http(s)://``, ``memory://`` …):
 
 * **folder** – ``*.nxml`` / ``*.xml`` files with their media files beside them, nested to any
@@ -215,7 +215,10 @@ def discover(source: str, *, storage_options: dict[str, Any] | None = None) -> I
     Raises :class:`SourceError` (``missing_source``, ``unsupported_source``,
     ``unreadable_source``) when the source itself cannot be used.
     """
-    fs, root = _filesystem(source, storage_options)
+    try:
+        fs, root = _filesystem(source, storage_options)
+    except (ValueError, ImportError) as exc:  # unknown protocol or its package not installed
+        raise SourceError("unsupported_source", f"{source}: {exc}") from exc
     kind = article_kind(_base_name(root))
     if kind is not None and _is_file(fs, root, source):
         yield ArticleRef(uri=_path_to_uri(fs, source, root), kind=kind)
@@ -290,10 +293,16 @@ def _sorted_entries(fs: AbstractFileSystem, path: str, source: str) -> Iterator[
         infos = fs.ls(path, detail=True)
     except OSError as exc:
         raise SourceError("unreadable_source", f"cannot list {path} under {source}: {exc}") from exc
-    entries = [(info["name"].rstrip("/"), info.get("type") == "directory") for info in infos]
+    # HTTP listings name directories "…/sub/"; keep that form (no redirect per directory).
+    entries = [(info["name"], info.get("type") == "directory") for info in infos]
     entries = [(p, d) for p, d in entries if p.rstrip("/") != path.rstrip("/")]
-    entries.sort(key=lambda e: e[0] + "/" if e[1] else e[0])
+    entries.sort(key=_entry_sort_key)
     yield from entries
+
+
+def _entry_sort_key(entry: tuple[str, bool]) -> str:
+    path, is_dir = entry
+    return path.rstrip("/") + "/" if is_dir else path
 
 
 def _is_s3(fs: AbstractFileSystem) -> bool:
@@ -311,10 +320,13 @@ def _s3_entries(fs: AbstractFileSystem, path: str, source: str) -> Iterator[tupl
     bucket, prefix = _s3_bucket_prefix(fs, path)
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/", "MaxKeys": _S3_PAGE_SIZE}
     while True:
-        page = _s3_list(fs, kwargs, source)
+        try:
+            page = _s3_list(fs, kwargs, source)
+        except FileNotFoundError as exc:  # bucket deleted mid-walk
+            raise SourceError("unreadable_source", f"cannot list s3://{bucket}/{prefix}: {exc}") from exc
         entries = [(f"{bucket}/{p['Prefix'].rstrip('/')}", True) for p in page.get("CommonPrefixes", [])]
         entries += [(f"{bucket}/{o['Key']}", False) for o in page.get("Contents", []) if o["Key"] != prefix]
-        entries.sort(key=lambda e: e[0] + "/" if e[1] else e[0])
+        entries.sort(key=_entry_sort_key)
         yield from entries
         if not page.get("IsTruncated"):
             return
@@ -375,27 +387,36 @@ class FsspecMediaStore:
 
     directory: str
     storage_options: dict[str, Any] | None = None
-    _names: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    _names: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def names(self) -> list[str]:
         """Sorted base names of the media files (raises ``OSError`` when the listing fails)."""
         if self._names is None:
-            fs, path = _filesystem(self.directory, self.storage_options)
-            infos = fs.ls(path, detail=True)
+            try:
+                fs, path = _filesystem(self.directory, self.storage_options)
+                infos = fs.ls(path, detail=True)
+            except OSError:
+                raise
+            except Exception as exc:  # backend-specific errors → the MediaStore contract (OSError)
+                raise OSError(f"cannot list media in {self.directory}: {type(exc).__name__}: {exc}") from exc
             names = {_base_name(i["name"]) for i in infos if i.get("type") != "directory"}
             self._names = tuple(sorted(n for n in names if is_media_name(n)))
         return list(self._names)
 
     def read(self, name: str) -> bytes:
         """Bytes of one media file; ``KeyError`` when it is absent or not a media name."""
-        if not is_media_name(name) or "/" in name or "\\" in name or name in {".", ".."}:
+        if not is_media_name(name) or "/" in name or "\\" in name:
             raise KeyError(name)
         uri = f"{self.directory.rstrip('/')}/{name}"
-        fs, path = _filesystem(uri, self.storage_options)
         try:
+            fs, path = _filesystem(uri, self.storage_options)
             return fs.cat_file(path)
         except (FileNotFoundError, IsADirectoryError) as exc:
             raise KeyError(name) from exc
+        except OSError:
+            raise
+        except Exception as exc:  # backend-specific errors → the MediaStore contract (OSError)
+            raise OSError(f"cannot read {uri}: {type(exc).__name__}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- opening articles
@@ -576,7 +597,17 @@ def _keep_member(
     max_member_bytes: int,
 ) -> None:
     name = PurePosixPath(member.name).name
-    if not name or name.startswith("."):  # macOS ._ resource forks and other hidden junk
+    is_xml = name.lower().endswith(XML_SUFFIXES)
+    if not (is_xml or is_media_name(name)):  # hidden junk (macOS ._ forks), metadata JSON
+        return
+    if name in contents.media and not is_xml:
+        contents.problems.append(
+            ItemError(
+                source=f"{uri}!{member.name}",
+                reason="duplicate_member",
+                detail=f"another member already has the base name {name}; kept the first",
+            )
+        )
         return
     if member.size > max_member_bytes:
         contents.problems.append(
@@ -592,19 +623,8 @@ def _keep_member(
         raise _too_large(uri, f"its members exceed {max_package_bytes} bytes uncompressed")
     handle = tar.extractfile(member)
     data = handle.read() if handle is not None else b""
-    lower = name.lower()
-    if lower.endswith(XML_SUFFIXES):
+    if is_xml:
         contents.xml_members.append((member.name, data))
-    elif not is_media_name(name):
-        return
-    elif name in contents.media:
-        contents.problems.append(
-            ItemError(
-                source=f"{uri}!{member.name}",
-                reason="duplicate_member",
-                detail=f"another member already has the base name {name}; kept the first",
-            )
-        )
     else:
         contents.media[name] = data
 
