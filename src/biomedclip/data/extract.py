@@ -94,7 +94,13 @@ def process_article(ref: ArticleRef, settings: ExtractSettings) -> ArticleResult
     result.parsed = True
     result.article_id = article_id_for(article, ref)
     result.figures_found = len(article.figures)
-    media_names = list(bundle.media.names())
+    if not article.figures:
+        return result
+    try:
+        media_names = list(bundle.media.names())
+    except OSError as exc:
+        result.errors.append(ItemError(ref.uri, "unreadable_media", f"cannot list the article's files: {exc}"))
+        return result
     for figure in article.figures:
         _process_figure(figure, article, ref, bundle.media, media_names, settings, result)
     return result

@@ -25,6 +25,7 @@ protocol only. S3 is anonymous by default (the PMC bucket is public) unless the 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -376,6 +377,24 @@ def _is_file(fs: AbstractFileSystem, path: str, source: str) -> bool:
 # --------------------------------------------------------------------------- media of folder articles
 
 
+@functools.lru_cache(maxsize=16)
+def _list_media(directory: str, options_json: str) -> tuple[str, ...]:
+    """Media names in one directory, cached per process.
+
+    Articles are processed in discovery order, so the articles of one flat folder arrive
+    together in a worker's batch; the cache lists such a folder once per batch, not per article.
+    """
+    try:
+        fs, path = _filesystem(directory, json.loads(options_json) or None)
+        infos = fs.ls(path, detail=True)
+    except OSError:
+        raise
+    except Exception as exc:  # backend-specific errors → the MediaStore contract (OSError)
+        raise OSError(f"cannot list media in {directory}: {type(exc).__name__}: {exc}") from exc
+    names = {_base_name(i["name"]) for i in infos if i.get("type") != "directory"}
+    return tuple(sorted(n for n in names if is_media_name(n)))
+
+
 @dataclass
 class FsspecMediaStore:
     """Media of a folder article: the files beside its XML, read on demand through fsspec.
@@ -392,15 +411,8 @@ class FsspecMediaStore:
     def names(self) -> list[str]:
         """Sorted base names of the media files (raises ``OSError`` when the listing fails)."""
         if self._names is None:
-            try:
-                fs, path = _filesystem(self.directory, self.storage_options)
-                infos = fs.ls(path, detail=True)
-            except OSError:
-                raise
-            except Exception as exc:  # backend-specific errors → the MediaStore contract (OSError)
-                raise OSError(f"cannot list media in {self.directory}: {type(exc).__name__}: {exc}") from exc
-            names = {_base_name(i["name"]) for i in infos if i.get("type") != "directory"}
-            self._names = tuple(sorted(n for n in names if is_media_name(n)))
+            options = json.dumps(self.storage_options or {}, sort_keys=True, default=str)
+            self._names = _list_media(self.directory, options)
         return list(self._names)
 
     def read(self, name: str) -> bytes:
