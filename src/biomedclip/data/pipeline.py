@@ -25,7 +25,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,8 @@ class BuildStats:
     split_articles: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: dict(v) if isinstance(v, Counter) else v for k, v in asdict(self).items()}
+        # not dataclasses.asdict: it rebuilds Counters from their items and breaks them
+        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Counter) else v) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildStats:
