@@ -1,0 +1,209 @@
+"""Benchmark of the data stage; writes bench/results/extract.json.
+
+(a) Figure extraction from JATS: our parser vs ``pubmed_parser.parse_pubmed_caption`` on the same
+    files in the same run (real PMC nxml from ../shared/realdata plus synthetic articles):
+    figures/s and recall of captioned figures.
+(b) End-to-end article → shard throughput (images/s, both cores) vs the anchor: the raw rate of
+    Pillow decode + RGB + JPEG re-encode of the same image bytes, held in memory, measured in the
+    same run on one core and on both.
+(c) Peak RSS (driver + workers) of a large synthetic build, to show memory stays bounded.
+
+Usage: python bench/extract.py [--articles 2000] [--memory-articles 10000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import shutil
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import psutil
+from PIL import Image
+
+from biomedclip.data.images import resolve_graphic
+from biomedclip.data.pipeline import BuildConfig, build
+from biomedclip.data.synthetic import synthesize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from extract_captions import run_caption_benchmark  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif")
+
+
+def corpus_images(corpus: Path) -> list[bytes]:
+    """The image bytes the build will decode: for every figure graphic, the file it resolves to."""
+    images: list[bytes] = []
+    for nxml in sorted((corpus / "folders").rglob("*.nxml")):
+        names = [p.name for p in nxml.parent.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        for href in _hrefs(nxml.read_bytes()):
+            name = resolve_graphic(href, names)
+            if name:
+                images.append((nxml.parent / name).read_bytes())
+    for package in sorted((corpus / "packages").glob("*.tar.gz")):
+        with tarfile.open(package) as tar:
+            files = {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        xml = next((v for k, v in files.items() if k.endswith(".nxml")), b"")
+        for href in _hrefs(xml):
+            name = resolve_graphic(href, [n for n in files if n.lower().endswith(IMAGE_SUFFIXES)])
+            if name:
+                images.append(files[name])
+    return images
+
+
+def _hrefs(xml: bytes) -> list[str]:
+    from lxml import etree
+
+    try:
+        root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+    except etree.XMLSyntaxError:
+        return []
+    return [el.get("{http://www.w3.org/1999/xlink}href") for el in root.iter("{*}graphic", "graphic")
+            if el.get("{http://www.w3.org/1999/xlink}href")]
+
+
+def _raw_decode_encode(blobs: list[bytes]) -> int:
+    """The anchor: plain Pillow open + RGB + JPEG encode, no resizing, hashing or writing."""
+    done = 0
+    for blob in blobs:
+        try:
+            with Image.open(io.BytesIO(blob)) as im:
+                rgb = im.convert("RGB")
+                rgb.save(io.BytesIO(), "JPEG", quality=90)
+            done += 1
+        except Exception:  # broken items of the corpus: the pipeline skips them too
+            pass
+    return done
+
+
+def raw_rate(blobs: list[bytes], processes: int) -> float:
+    start = time.perf_counter()
+    if processes == 1:
+        done = _raw_decode_encode(blobs)
+    else:
+        chunks = [blobs[i::processes] for i in range(processes)]
+        with get_context("forkserver").Pool(processes) as pool:
+            done = sum(pool.map(_raw_decode_encode, chunks))
+    return done / (time.perf_counter() - start)
+
+
+class PeakRss:
+    """Samples the summed RSS of this process and its children every 100 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            time.sleep(0.1)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def end_to_end(corpus: Path, work: Path, workers: int) -> dict:
+    blobs = corpus_images(corpus)
+    raw1 = raw_rate(blobs, 1)
+    raw2 = raw_rate(blobs, workers)
+    out = work / f"shards-{workers}"
+    start = time.perf_counter()
+    stats = build(BuildConfig(sources=[str(corpus / "folders"), str(corpus / "packages")], out=out,
+                              workers=workers, splits={"train": 0.9, "val": 0.05, "test": 0.05}))
+    seconds = time.perf_counter() - start
+    processed = stats["figures"]["kept"] + stats["figures"]["dropped"]
+    rate = processed / seconds
+    return {
+        "articles": stats["articles"]["seen"],
+        "images_in_corpus": len(blobs),
+        "figures_kept": stats["figures"]["kept"],
+        "build_seconds": round(seconds, 2),
+        "pipeline_images_per_s": round(rate, 1),
+        "raw_decode_encode_images_per_s_1core": round(raw1, 1),
+        f"raw_decode_encode_images_per_s_{workers}cores": round(raw2, 1),
+        "ratio_vs_raw_1core": round(rate / raw1, 3),
+        f"ratio_vs_raw_{workers}cores": round(rate / raw2, 3),
+        "target": f"pipeline on {workers} cores >= 0.5 x raw decode+encode on {workers} cores",
+        "target_met": rate >= 0.5 * raw2,
+    }
+
+
+def memory(corpus: Path, work: Path, workers: int) -> dict:
+    out = work / "shards-memory"
+    with PeakRss() as rss:
+        start = time.perf_counter()
+        stats = build(BuildConfig(sources=[str(corpus / "folders"), str(corpus / "packages")], out=out,
+                                  workers=workers))
+        seconds = time.perf_counter() - start
+    return {
+        "articles": stats["articles"]["seen"],
+        "figures_kept": stats["figures"]["kept"],
+        "build_seconds": round(seconds, 1),
+        "peak_rss_mb_driver_plus_workers": round(rss.peak / 2**20, 1),
+        "target": "peak RSS < 1024 MB",
+        "target_met": rss.peak < 2**30,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--articles", type=int, default=2000, help="synthetic articles for (a) and (b)")
+    parser.add_argument("--memory-articles", type=int, default=10_000, help="synthetic articles for (c)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "extract.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.articles, args.memory_articles = 200, 400
+
+    work = Path(tempfile.mkdtemp(prefix="bench-extract-"))
+    try:
+        corpus = work / "corpus"
+        t0 = time.perf_counter()
+        synthesize(corpus, args.articles, seed=0, workers=args.workers)
+        synth_seconds = time.perf_counter() - t0
+        real = sorted((REALDATA / "jats" / "nxml").glob("*.nxml")) if REALDATA.exists() else []
+        synthetic_xml = sorted((corpus / "folders").rglob("*.nxml"))
+        results = {
+            "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version()},
+            "synthesis": {"articles": args.articles, "seconds": round(synth_seconds, 1)},
+            "captions_real_nxml": run_caption_benchmark(real, repeats=20) if real else "realdata absent",
+            "captions_synthetic_nxml": run_caption_benchmark(synthetic_xml, repeats=1),
+            "end_to_end": end_to_end(corpus, work, args.workers),
+        }
+        mem_corpus = work / "corpus-memory"
+        synthesize(mem_corpus, args.memory_articles, seed=1, workers=args.workers)
+        results["memory"] = memory(mem_corpus, work, args.workers)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
