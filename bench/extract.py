@@ -14,6 +14,7 @@ Usage: python bench/extract.py [--articles 2000] [--memory-articles 10000] [--qu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import platform
@@ -110,10 +111,8 @@ class PeakRss:
         while not self._stop.is_set():
             total = 0
             for proc in [me, *me.children(recursive=True)]:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += proc.memory_info().rss
-                except psutil.Error:
-                    pass
             self.peak = max(self.peak, total)
             time.sleep(0.1)
 

@@ -14,6 +14,7 @@ Output folder (all files of a build live inside it)::
     OUT/manifest.parquet        one row per kept pair (written at the end)
     OUT/stats.json              counts per reason, per split; error items naming each file
     OUT/errors.jsonl            every per-item error (stats.json keeps the first 10,000)
+    OUT/drops.jsonl             every figure a filter or dedup dropped: reason and source
     OUT/_build/state.json       checkpoint (kept after completion to answer --resume)
     OUT/_build/manifest.jsonl   manifest rows while building
 """
@@ -146,6 +147,7 @@ class _BuildFiles:
         self.state = self.work / "state.json"
         self.manifest_log = self.work / "manifest.jsonl"
         self.errors_log = out / "errors.jsonl"
+        self.drops_log = out / "drops.jsonl"
         self.manifest = out / "manifest.parquet"
         self.stats = out / "stats.json"
 
@@ -212,7 +214,9 @@ def build(
         stats, done, elapsed_before = BuildStats(), 0, 0.0
         manifest = AppendLog(files.manifest_log)
         errors = AppendLog(files.errors_log)
-        _write_json_atomic(files.state, _state_dict(config, 0, stats, writers, manifest, errors, 0.0))
+        drops = AppendLog(files.drops_log)
+        logs = _Logs(manifest, errors, drops)
+        _write_json_atomic(files.state, _state_dict(config, 0, stats, writers, logs, 0.0))
     else:
         stats, done = BuildStats.from_dict(state["stats"]), int(state["articles_done"])
         elapsed_before = float(state.get("elapsed_s", 0.0))
@@ -223,6 +227,8 @@ def build(
             dedup.add(row["sha256"], row["phash"])
         manifest = AppendLog(files.manifest_log, offset=state["manifest_offset"])
         errors = AppendLog(files.errors_log, offset=state["errors_offset"])
+        drops = AppendLog(files.drops_log, offset=state["drops_offset"])
+        logs = _Logs(manifest, errors, drops)
 
     settings = config.extract_settings()
     tasks = ((batch, settings) for batch in batched(
@@ -232,37 +238,51 @@ def build(
         for results in map_ordered(process_batch, tasks, executor=config.executor, workers=config.workers,
                                    ray_address=config.ray_address):
             for result in results:
-                _consume(result, config, stats, writers, dedup, seen_keys, manifest, errors)
+                _consume(result, config, stats, writers, dedup, seen_keys, logs)
                 done += 1
                 if progress:
                     progress(BuildProgress(done, stats.figures_kept, sum(stats.dropped.values()),
                                            stats.error_count))
             if time.monotonic() - last_checkpoint >= config.checkpoint_seconds:
                 elapsed = elapsed_before + time.monotonic() - started
-                _write_json_atomic(files.state,
-                                   _state_dict(config, done, stats, writers, manifest, errors, elapsed))
+                _write_json_atomic(files.state, _state_dict(config, done, stats, writers, logs, elapsed))
                 last_checkpoint = time.monotonic()
         for writer in writers.values():
             writer.close()
         elapsed = elapsed_before + time.monotonic() - started
-        _write_json_atomic(files.state, _state_dict(config, done, stats, writers, manifest, errors, elapsed))
-        manifest.close()
-        errors.close()
+        _write_json_atomic(files.state, _state_dict(config, done, stats, writers, logs, elapsed))
+        logs.close()
         _write_manifest_parquet(files.manifest_log, files.manifest)
         summary = _stats_summary(config, stats, writers, files, elapsed)
         _write_json_atomic(files.stats, summary)
-        final = _state_dict(config, done, stats, writers, None, None, elapsed)
+        final = _state_dict(config, done, stats, writers, None, elapsed)
         final["complete"] = True
         _write_json_atomic(files.state, final)
         files.manifest_log.unlink(missing_ok=True)
         return summary
     finally:
-        for log in (manifest, errors):
+        logs.close()
+
+
+@dataclass
+class _Logs:
+    """The append-only logs of a build; their offsets are part of every checkpoint."""
+
+    manifest: AppendLog
+    errors: AppendLog
+    drops: AppendLog
+
+    def offsets(self) -> dict[str, int]:
+        return {"manifest_offset": self.manifest.offset(), "errors_offset": self.errors.offset(),
+                "drops_offset": self.drops.offset()}
+
+    def close(self) -> None:
+        for log in (self.manifest, self.errors, self.drops):
             log.close()
 
 
 def _consume(result: ArticleResult, config: BuildConfig, stats: BuildStats, writers: dict[str, ShardWriter],
-             dedup: Deduplicator, seen_keys: set[str], manifest: AppendLog, errors: AppendLog) -> None:
+             dedup: Deduplicator, seen_keys: set[str], logs: _Logs) -> None:
     """Apply build-wide decisions to one article's result, in discovery order."""
     stats.articles_seen += 1
     stats.figures_found += result.figures_found
@@ -270,11 +290,12 @@ def _consume(result: ArticleResult, config: BuildConfig, stats: BuildStats, writ
         stats.articles_failed += 1
     elif result.figures_found == 0:
         stats.articles_without_figures += 1
-    for reason, _source in result.drops:
+    for reason, source in result.drops:
         stats.dropped[reason] += 1
+        logs.drops.append({"reason": reason, "source": source})
     for error in result.errors:
         stats.errors[error.reason] += 1
-        errors.append(error.to_dict())
+        logs.errors.append(error.to_dict())
     split = assign_split(result.article_id, config.splits) if result.samples else None
     kept_here = 0
     for sample in result.samples:
@@ -282,13 +303,14 @@ def _consume(result: ArticleResult, config: BuildConfig, stats: BuildStats, writ
         reason = "duplicate_key" if sample.key in seen_keys else dedup.check(meta["sha256"], meta["phash"])
         if reason:
             stats.dropped[reason] += 1
+            logs.drops.append({"reason": reason, "source": f"{meta['source']}#{meta['fig_id']}", "key": sample.key})
             continue
         assert split is not None
         meta["split"] = split
         shard = writers[split].write(sample.key, sample.jpeg, sample.caption, meta)
         seen_keys.add(sample.key)
         dedup.add(meta["sha256"], meta["phash"])
-        manifest.append({**meta, "caption": sample.caption, "shard": shard})
+        logs.manifest.append({**meta, "caption": sample.caption, "shard": shard})
         stats.figures_kept += 1
         stats.split_samples[split] += 1
         kept_here += 1
@@ -297,14 +319,14 @@ def _consume(result: ArticleResult, config: BuildConfig, stats: BuildStats, writ
 
 
 def _state_dict(config: BuildConfig, done: int, stats: BuildStats, writers: dict[str, ShardWriter],
-                manifest: AppendLog | None, errors: AppendLog | None, elapsed: float) -> dict[str, Any]:
+                logs: _Logs | None, elapsed: float) -> dict[str, Any]:
+    offsets = logs.offsets() if logs else {"manifest_offset": None, "errors_offset": None, "drops_offset": None}
     return {
         "version": STATE_VERSION,
         "fingerprint": config.fingerprint(),
         "articles_done": done,
         "writers": {name: w.state().to_dict() for name, w in writers.items()},
-        "manifest_offset": manifest.offset() if manifest else None,
-        "errors_offset": errors.offset() if errors else None,
+        **offsets,
         "stats": stats.to_dict(),
         "elapsed_s": elapsed,
         "complete": False,
