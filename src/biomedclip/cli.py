@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from biomedclip.ui import build_progress, console, count_progress
 
 app = typer.Typer(
     help="BiomedCLIP, end to end: PMC articles → figure–caption shards → model → evaluation → search.",
@@ -21,15 +21,6 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build figure–caption datasets from PMC articles.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-console = Console()
-
-
-def _progress(transient: bool = False) -> Progress:
-    return Progress(
-        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=transient,
-    )
 
 
 @data_app.command("synth")
@@ -42,14 +33,18 @@ def data_synth(
                                                     help="Share of articles written as .tar.gz packages.")] = 0.3,
     broken_fraction: Annotated[float, typer.Option(min=0.0, max=1.0,
                                                    help="Share of deliberately broken items.")] = 0.03,
+    overwrite: Annotated[bool, typer.Option(help="Replace a corpus already in OUT.")] = False,
 ) -> None:
     """Write a synthetic PMC-style corpus (JATS + figures) whose images show what captions say."""
     from biomedclip.data.synthetic import synthesize
 
-    with _progress() as bar:
-        task = bar.add_task("synthesising", total=articles, info="")
-        summary = synthesize(out, articles, seed=seed, workers=workers, package_fraction=package_fraction,
-                             broken_fraction=broken_fraction, progress=lambda n: bar.update(task, completed=n))
+    try:
+        with count_progress("synthesising", articles) as progress:
+            summary = synthesize(out, articles, seed=seed, workers=workers, package_fraction=package_fraction,
+                                 broken_fraction=broken_fraction, progress=progress, overwrite=overwrite)
+    except FileExistsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     console.print(f"[green]wrote[/green] {summary.articles} articles ({summary.packages} packages, "
                   f"{summary.figures} figures) to {out}")
 
@@ -106,13 +101,7 @@ def data_build(
         checkpoint_seconds=checkpoint_seconds,
     )
     try:
-        with _progress() as bar:
-            task = bar.add_task("building", total=None, info="")
-
-            def show(p) -> None:
-                bar.update(task, completed=p.articles,
-                           info=f"kept {p.kept:,} · dropped {p.dropped:,} · errors {p.errors:,}")
-
+        with build_progress() as show:
             stats = build(config, resume=resume, progress=show)
     except (BuildError, SourceError) as exc:
         console.print(f"[red]error:[/red] {exc}")

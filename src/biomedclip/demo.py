@@ -24,6 +24,7 @@ def run_demo(out: Path, *, articles: int = 2000, workers: int = 0, console: Cons
     from biomedclip.data.pipeline import BuildConfig, build
     from biomedclip.data.summary import caption_lengths, plot_caption_histogram, print_summary
     from biomedclip.data.synthetic import synthesize
+    from biomedclip.ui import build_progress, count_progress
 
     console = console or Console()
     workers = workers or default_workers()
@@ -37,7 +38,8 @@ def run_demo(out: Path, *, articles: int = 2000, workers: int = 0, console: Cons
     console.print(Rule(f"1. synthesise {articles} PMC-style articles"))
     console.print(f"[dim]$ biomedclip data synth {corpus} --articles {articles} --workers {workers}[/dim]")
     t0 = time.monotonic()
-    summary = synthesize(corpus, articles, seed=0, workers=workers)
+    with count_progress("synthesising", articles, console) as progress:
+        summary = synthesize(corpus, articles, seed=0, workers=workers, progress=progress)
     times["synth"] = time.monotonic() - t0
     console.print(f"{summary.articles} articles ({summary.packages} .tar.gz packages), "
                   f"{summary.figures} figures in {times['synth']:.1f} s")
@@ -48,7 +50,9 @@ def run_demo(out: Path, *, articles: int = 2000, workers: int = 0, console: Cons
     console.print(f"[dim]$ biomedclip data build {' '.join(sources)} --out {shards} "
                   f"--splits train=0.8,val=0.1,test=0.1 --workers {workers}[/dim]")
     t0 = time.monotonic()
-    stats = build(BuildConfig(sources=sources, out=shards, splits=splits, workers=workers, shard_size=500))
+    with build_progress(console) as show:
+        stats = build(BuildConfig(sources=sources, out=shards, splits=splits, workers=workers, shard_size=500),
+                      progress=show)
     times["build"] = time.monotonic() - t0
 
     console.print(Rule("3. dataset statistics"))
