@@ -21,7 +21,7 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from biomedclip.data.records import ItemError, PreparedImage
+from biomedclip.data.records import ItemFailure, PreparedImage
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -66,24 +66,12 @@ _WORKING_MODES = frozenset({"RGB", "L", "RGBA", "LA", "CMYK"})
 _REDUCING_GAP = 1.0
 
 
-class ImageError(Exception):
+class ImageError(ItemFailure):
     """An image that cannot become a shard sample; ``reason`` is the stats.json code.
 
     Reasons: ``empty_file``, ``corrupt_image`` (truncated or undecodable), ``decompression_bomb``
     (declared canvas above ``max_pixels``), ``unsupported_format`` (not an image type we decode).
     """
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason, detail)  # both in args, so the error pickles across processes
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}" if self.detail else self.reason
-
-    def to_item_error(self, source: str) -> ItemError:
-        """The same problem as the build's per-item error record."""
-        return ItemError(source=source, reason=self.reason, detail=self.detail)
 
 
 def prepare_image(

@@ -153,3 +153,24 @@ def make_key(pmcid: str, fig_id: str) -> str:
     """
     raw = f"{pmcid or 'noid'}_{fig_id or 'fig'}"
     return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in raw)
+
+
+class ItemFailure(Exception):
+    """Base of the per-item errors raised by sources, the JATS parser and the image code.
+
+    ``reason`` is the short code counted in stats.json, ``detail`` names the file and what to do.
+    Both survive pickling (workers are processes or Ray tasks; default Exception pickling replays
+    ``args`` into ``__init__`` and would lose a field).
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+    def to_item_error(self, source: str) -> ItemError:
+        """The same problem as the build's per-item error record."""
+        return ItemError(source=source, reason=self.reason, detail=self.detail)

@@ -42,7 +42,7 @@ import fsspec
 from fsspec.core import split_protocol, url_to_fs
 from fsspec.spec import AbstractFileSystem
 
-from biomedclip.data.records import ArticleBundle, ArticleKind, ArticleRef, DictMediaStore, ItemError
+from biomedclip.data.records import ArticleBundle, ArticleKind, ArticleRef, DictMediaStore, ItemError, ItemFailure
 
 XML_SUFFIXES: tuple[str, ...] = (".nxml", ".xml")
 """Article XML suffixes, in order of preference when a package holds several."""
@@ -62,7 +62,7 @@ _S3_CREDENTIAL_KEYS = frozenset(
 _S3_PAGE_SIZE = 1000  # objects per ListObjectsV2 page (the S3 maximum); tests lower it to exercise paging
 
 
-class SourceError(Exception):
+class SourceError(ItemFailure):
     """A whole source or article could not be used.
 
     ``reason`` is a machine-readable code (``missing_source``, ``unsupported_source``,
@@ -70,20 +70,6 @@ class SourceError(Exception):
     ``package_too_large``) so the build can count it in stats.json; ``detail`` names the file and
     says what to do.
     """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-    def __reduce__(self) -> tuple[type[SourceError], tuple[str, str]]:
-        # Default Exception pickling replays ``args`` (one message string) into __init__, which
-        # takes two; errors must survive the trip back from worker processes.
-        return (type(self), (self.reason, self.detail))
-
-    def to_item_error(self, source: str) -> ItemError:
-        """The error as an :class:`ItemError` for the build's problem list."""
-        return ItemError(source=source, reason=self.reason, detail=self.detail)
 
 
 # --------------------------------------------------------------------------- names and options
@@ -461,18 +447,19 @@ def _open_folder_article(ref: ArticleRef, storage_options: dict[str, Any] | None
     return ArticleBundle(ref=ref, xml_name=ref.name, xml=xml, media=media)
 
 
+def _unreadable(uri: str, exc: Exception) -> SourceError:
+    """The error for a file that discovery listed but that cannot be read now."""
+    if isinstance(exc, FileNotFoundError):
+        return SourceError("unreadable_file", f"{uri} does not exist (moved or deleted since discovery?)")
+    return SourceError("unreadable_file", f"cannot read {uri}: {type(exc).__name__}: {exc}; check access and retry")
+
+
 def _read_whole(uri: str, storage_options: dict[str, Any] | None) -> bytes:
     try:
         fs, path = _filesystem(uri, storage_options)
         return fs.cat_file(path)
-    except FileNotFoundError as exc:
-        raise SourceError(
-            "unreadable_file", f"{uri} does not exist (moved or deleted since discovery?)"
-        ) from exc
     except Exception as exc:  # fsspec backends raise backend-specific types (aiohttp, botocore, …)
-        raise SourceError(
-            "unreadable_file", f"cannot read {uri}: {type(exc).__name__}: {exc}; check access and retry"
-        ) from exc
+        raise _unreadable(uri, exc) from exc
 
 
 class _LimitedReader:
@@ -565,14 +552,8 @@ def _read_package(
             "truncated_package",
             f"{uri} is truncated or corrupt ({type(exc).__name__}: {exc}); download the package again",
         ) from exc
-    except FileNotFoundError as exc:
-        raise SourceError(
-            "unreadable_file", f"{uri} does not exist (moved or deleted since discovery?)"
-        ) from exc
     except Exception as exc:  # fsspec backends raise backend-specific types (aiohttp, botocore, …)
-        raise SourceError(
-            "unreadable_file", f"cannot read {uri}: {type(exc).__name__}: {exc}; check access and retry"
-        ) from exc
+        raise _unreadable(uri, exc) from exc
 
 
 def _stream_open_kwargs(fs: AbstractFileSystem) -> dict[str, Any]:
