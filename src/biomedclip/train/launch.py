@@ -1,0 +1,211 @@
+"""`biomedclip train`: prepare a run folder, run open_clip_train on our shards, export the bundle.
+
+The trainer itself is open_clip's (``open_clip_train.main``): its data loader reads our
+WebDataset shards directly, its loss, optimizer and scheduler are the ones the paper used. This
+module only decides the arguments (recipe → flags, shards → URLs and sample counts), launches it
+in this process or under torchrun, follows its log, and turns the last checkpoint into a model
+bundle that plain open_clip loads.
+
+Run folder::
+
+    RUN/init_bundle/        the model the run starts from (built-in name → fresh bundle)
+    RUN/logs/<name>/        open_clip_train's own output: out.log, checkpoints/, tensorboard/
+    RUN/metrics.csv         every logged step: loss, learning rate, samples/s
+    RUN/bundle/             the trained model as an open_clip local-dir: bundle
+    RUN/summary.json        samples/s, final loss, validation retrieval metrics
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from biomedclip.train.monitor import LogFollower, StepRecord, read_log, write_csv
+from biomedclip.train.recipe import Recipe, open_clip_args, plan_schedule
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or did not produce a checkpoint; the message says what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run."""
+
+    data: Path
+    out: Path
+    model: str = "biomedclip-tiny"
+    recipe: Recipe = field(default_factory=Recipe)
+    tokenizer: Path | None = None
+    text_init: Path | None = None
+    nproc: int = 1
+    torchrun_args: list[str] = field(default_factory=list)
+    resume: bool = False
+    name: str = "train"
+
+
+def split_shards(data: Path, split: str) -> tuple[list[Path], int]:
+    """The tar shards of one split and its sample count (from the build's stats.json)."""
+    data = Path(data)
+    stats_path = data / "stats.json"
+    if not stats_path.exists():
+        raise TrainError(f"{data} is not a finished shard build (no stats.json): run `biomedclip data build` first")
+    stats = json.loads(stats_path.read_text())
+    info = stats.get("splits", {}).get(split)
+    shards = sorted((data / split).glob("*.tar"))
+    if not info or not shards:
+        return [], 0
+    return shards, int(info["samples"])
+
+
+def _urls(shards: list[Path]) -> str:
+    # open_clip_train accepts several shard paths joined with '::'
+    return "::".join(str(p.resolve()) for p in shards)
+
+
+def prepare_init_bundle(config: TrainConfig) -> Path:
+    """The bundle training starts from: the user's bundle, or a fresh one for a built-in name."""
+    from biomedclip.models.factory import create_bundle
+
+    model = config.model
+    if model.startswith("local-dir:"):
+        return Path(model.removeprefix("local-dir:")).resolve()
+    if Path(model).is_dir():
+        return Path(model).resolve()
+    target = config.out / "init_bundle"
+    if target.exists() and config.resume:
+        return target
+    return create_bundle(target, model, tokenizer_dir=config.tokenizer, text_init=config.text_init,
+                         seed=config.recipe.seed, overwrite=True)
+
+
+def _run_in_process(argv: list[str], log_file: Path) -> None:
+    """open_clip_train.main in this process, its console logging sent to a file instead of ours.
+
+    open_clip_train adds a stderr handler to the root logger and sets every logger to INFO; both
+    are undone afterwards so the caller's console (progress bars on stdout) stays readable.
+    """
+    from open_clip_train.main import main as open_clip_main
+
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
+    levels_before = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    root_level = root.level
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a") as sink, contextlib.redirect_stderr(sink):
+        try:
+            status = open_clip_main(argv)
+        finally:
+            for handler in set(root.handlers) - set(handlers_before):
+                root.removeHandler(handler)
+                handler.close()
+            for name, level in levels_before.items():
+                logging.getLogger(name).setLevel(level)
+            root.setLevel(root_level)
+    if status not in (None, 0):
+        raise TrainError(f"open_clip_train stopped with status {status}; see {log_file}")
+
+
+def _run_torchrun(argv: list[str], nproc: int, torchrun_args: list[str], log_file: Path) -> None:
+    """open_clip_train.main under torchrun: ``nproc`` processes here, node args passed through."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
+    if not any(a.startswith(("--nnodes", "--rdzv", "--master")) for a in torchrun_args):
+        launcher.append("--standalone")
+    threads = max(1, (os.cpu_count() or 1) // nproc)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    args_file = log_file.parent / "trainer_args.json"
+    args_file.write_text(json.dumps(argv))
+    with open(log_file, "a") as sink:
+        result = subprocess.run([*launcher, *torchrun_args, "-m", "biomedclip.train.worker", str(args_file)],
+                                stdout=sink, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        raise TrainError(f"torchrun exited with status {result.returncode}; see {log_file}")
+
+
+def latest_checkpoint(run_logs: Path) -> Path | None:
+    """``epoch_latest.pt`` if present, else the highest ``epoch_N.pt``."""
+    folder = run_logs / "checkpoints"
+    latest = folder / "epoch_latest.pt"
+    if latest.exists():
+        return latest
+    numbered = sorted(folder.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    return numbered[-1] if numbered else None
+
+
+def train(config: TrainConfig, on_step: Callable[[StepRecord], None] | None = None,
+          on_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) training; return the summary also written to RUN/summary.json."""
+    out = Path(config.out).resolve()
+    run_logs = out / "logs" / config.name
+    if (run_logs / "out.log").exists() and not config.resume:
+        raise TrainError(f"{out} already holds a run: pass --resume to continue it, or choose a new --out")
+    if config.resume and not (run_logs / "out.log").exists():
+        raise TrainError(f"nothing to resume in {out}: no run log at {run_logs / 'out.log'}")
+    out.mkdir(parents=True, exist_ok=True)
+    train_shards, n_train = split_shards(config.data, "train")
+    if not train_shards:
+        raise TrainError(f"no training shards in {config.data}/train: build shards with a non-zero train share")
+    val_shards, n_val = split_shards(config.data, "val")
+    schedule = plan_schedule(config.recipe, n_train, world_size=config.nproc)
+    bundle = prepare_init_bundle(config)
+    argv = open_clip_args(
+        config.recipe, schedule, model=f"local-dir:{bundle}", train_data=_urls(train_shards),
+        val_data=_urls(val_shards) if val_shards else None, val_samples=n_val, logs=out / "logs",
+        name=config.name, resampled=True, world_size=config.nproc, resume="latest" if config.resume else None,
+    )
+    plan = {"train_samples": n_train, "val_samples": n_val, "schedule": asdict(schedule),
+            "precision": config.recipe.resolved_precision(), "nproc": config.nproc, "argv": argv}
+    (out / "plan.json").write_text(json.dumps(plan, indent=2))
+    if on_start:
+        on_start(plan)
+
+    started = time.monotonic()
+    console_log = out / "trainer.log"
+    with LogFollower(run_logs / "out.log", on_step or (lambda _: None)):
+        if config.nproc == 1:
+            _run_in_process(argv, console_log)
+        else:
+            _run_torchrun(argv, config.nproc, config.torchrun_args, console_log)
+    seconds = time.monotonic() - started
+
+    checkpoint = latest_checkpoint(run_logs)
+    if checkpoint is None:
+        raise TrainError(f"training wrote no checkpoint in {run_logs / 'checkpoints'}; see {console_log}")
+    log = read_log(run_logs / "out.log")
+    write_csv(log, out / "metrics.csv")
+    from biomedclip.models.factory import export_bundle, load_model
+
+    export_bundle(load_model(checkpoint, base=bundle), out / "bundle", overwrite=True)
+    summary = _summary(log, schedule.total_steps, seconds, checkpoint, out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _summary(log: Any, total_steps: int, seconds: float, checkpoint: Path, out: Path) -> dict[str, Any]:
+    steps = log.steps
+    rates = [s.samples_per_s for s in steps[1:]] or [s.samples_per_s for s in steps]
+    last_eval = log.evals[-1] if log.evals else {}
+    return {
+        "steps_logged": len(steps),
+        "total_steps": total_steps,
+        "wall_seconds": round(seconds, 1),
+        "samples_per_s": round(sum(rates) / len(rates), 1) if rates else None,
+        "first_loss": steps[0].loss if steps else None,
+        "final_loss": steps[-1].loss if steps else None,
+        "val": {k: last_eval[k] for k in last_eval if "R@" in k or "median_rank" in k or k == "clip_val_loss"},
+        "checkpoint": str(checkpoint),
+        "bundle": str(out / "bundle"),
+        "metrics_csv": str(out / "metrics.csv"),
+        "tensorboard": str(checkpoint.parent.parent / "tensorboard"),
+    }
+
