@@ -161,6 +161,14 @@ def test_tiny_creates_and_runs(tiny, image_file):
     assert tiny.model_cfg["text_cfg"]["context_length"] == 64
 
 
+def test_bf16_precision_runs_with_hf_text_tower(image_file):
+    loaded = load_model("biomedclip-tiny", precision="bf16")
+    image = loaded.preprocess_val(Image.open(image_file)).unsqueeze(0).to(torch.bfloat16)
+    with torch.no_grad():
+        image_features, text_features, _ = loaded.model(image, loaded.tokenizer(TEXTS))
+    assert image_features.dtype == text_features.dtype == torch.bfloat16
+
+
 def test_builtin_vocab_follows_tokenizer_dir(tmp_path):
     from biomedclip.models.tokenizer import train_tokenizer
 
@@ -209,6 +217,39 @@ def test_bundle_reloads_through_load_model(tiny, tiny_bundle, image_file):
     for a, b in zip(_embed(tiny, image_file), _embed(again, image_file), strict=True):
         assert (a - b).abs().max() < 1e-6
     assert load_model(tiny_bundle).name == f"local-dir:{tiny_bundle}"  # a bare folder path works too
+
+
+def test_bundle_without_text_config_resolves_offline(tiny, tiny_bundle, image_file, tmp_path, monkeypatch):
+    """Bundles made elsewhere (e.g. a downloaded official one) carry no config.json for the text tower."""
+    import shutil
+
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.delenv(ALLOW_DOWNLOAD_ENV, raising=False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    bare = Path(shutil.copytree(tiny_bundle, tmp_path / "bare"))
+    (bare / "config.json").unlink()
+    config = json.loads((bare / "open_clip_config.json").read_text())
+    config["model_cfg"]["text_cfg"]["hf_model_name"] = "someorg/some-bert"
+    (bare / "open_clip_config.json").write_text(json.dumps(config))
+    for a, b in zip(_embed(tiny, image_file), _embed(load_model(bare), image_file), strict=True):
+        assert (a - b).abs().max() < 1e-6  # architecture fields in text_cfg suffice
+    for key in ("width", "heads", "layers"):
+        del config["model_cfg"]["text_cfg"][key]
+    (bare / "open_clip_config.json").write_text(json.dumps(config))
+    with pytest.raises(HubUnavailableError, match="someorg/some-bert"):
+        load_model(bare)
+
+
+def test_known_hub_text_tower_is_built_locally(tmp_path):
+    from biomedclip.models.factory import _local_text_cfg
+
+    official_text = {"hf_model_name": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
+                     "hf_proj_type": "mlp", "hf_pooler_type": "cls_last_hidden_state_pooler", "context_length": 256}
+    resolved = _local_text_cfg(official_text, bundle_dir=None, workdir=tmp_path)
+    bert = json.loads((Path(resolved["hf_model_name"]) / "config.json").read_text())
+    assert (bert["hidden_size"], bert["num_hidden_layers"], bert["vocab_size"], bert["max_position_embeddings"]) == (
+        768, 12, 30522, 512)
 
 
 def _perturbed_checkpoint(loaded, path: Path, *, ddp: bool) -> dict[str, torch.Tensor]:

@@ -6,7 +6,8 @@ Stages (one sub-package each): ``data`` (PMC articles → figure/caption WebData
 
 import os
 
-# Nothing may be fetched from a model hub unless the user opts in explicitly.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Nothing may be fetched from a model hub unless the user opts in (BIOMEDCLIP_ALLOW_DOWNLOAD=1).
+if os.environ.get("BIOMEDCLIP_ALLOW_DOWNLOAD") != "1":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 __version__ = "0.1.0"

@@ -23,6 +23,16 @@ data_app = typer.Typer(help="Build figure–caption datasets from PMC articles."
 app.add_typer(data_app, name="data")
 
 
+def _register_model_commands() -> None:
+    from biomedclip.models.cli import export_command, tokenizer_app
+
+    app.add_typer(tokenizer_app, name="tokenizer")
+    app.command("export")(export_command)
+
+
+_register_model_commands()
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the corpus to (folders/, packages/, labels.jsonl).")],

@@ -62,6 +62,11 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 PREPROCESS = {"mean": OPENAI_MEAN, "std": OPENAI_STD, "interpolation": "bicubic", "resize_mode": "shortest"}
 """BiomedCLIP's preprocessing: OpenAI CLIP mean/std, bicubic, shortest side resize + center crop."""
 
+PRECISION_ALIASES: Mapping[str, str] = {"bf16": "pure_bf16", "fp16": "pure_fp16"}
+"""open_clip's "bf16"/"fp16" cast only the Linear/attention weights of native towers, which leaves
+an HF BERT with fp32 LayerNorms/embeddings and bf16 Linears — a dtype clash at the first matmul.
+Casting the whole model is what works for every tower we build."""
+
 ARCH_KEYS = ("width", "heads", "layers")
 KNOWN_TEXT_TOWERS: Mapping[str, str] = {
     "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract": "biomedclip-vit-b16-bert256",
@@ -363,12 +368,24 @@ def _finish(model: torch.nn.Module, train: Any, val: Any, tokenizer: Any, name: 
 
 # -- creation paths -----------------------------------------------------------------------------
 
+class _DropRandomInitWarning(logging.Filter):
+    """Hide open_clip's "initialized randomly" warning while a checkpoint is about to be loaded."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
 def _create(name: str, text_cfg: dict[str, Any], *, device: str | torch.device, precision: str,
             load_weights: bool = True, pretrained_text: bool = False, **kwargs: Any) -> tuple[Any, Any, Any]:
     """``open_clip.create_model_and_transforms`` with our resolved text config; errors made readable."""
     import open_clip
 
     register_builtin_configs()
+    # open_clip warns "initialized randomly" when load_weights=False; here weights follow at once
+    quiet = _DropRandomInitWarning() if not load_weights else None
+    root = logging.getLogger()
+    if quiet is not None:
+        root.addFilter(quiet)
     try:
         return open_clip.create_model_and_transforms(
             name, load_weights=load_weights, precision=precision, device=device,
@@ -378,6 +395,9 @@ def _create(name: str, text_cfg: dict[str, Any], *, device: str | torch.device, 
         if isinstance(exc, ModelLoadError):
             raise
         raise ModelLoadError(f"could not create {name!r}: {exc}") from exc
+    finally:
+        if quiet is not None:
+            root.removeFilter(quiet)
 
 
 def _load_builtin(name: str, *, device: str | torch.device, precision: str, tokenizer_dir: Path | None,
@@ -391,8 +411,9 @@ def _load_builtin(name: str, *, device: str | torch.device, precision: str, toke
             if not (text_init / TEXT_CONFIG).is_file():
                 raise ModelLoadError(f"text_init {text_init} is not an HF model folder ({TEXT_CONFIG} missing)")
             init_config = AutoConfig.from_pretrained(str(text_init), local_files_only=True)
-            if getattr(init_config, "pad_token_id", 0) not in (0, None):
-                raise ModelLoadError(f"text_init {text_init}: pad_token_id must be 0 (open_clip masks id 0)")
+            if init_config.model_type != "bert" or getattr(init_config, "pad_token_id", 0) != 0:
+                raise ModelLoadError(f"text_init {text_init}: need a BERT checkpoint with pad_token_id 0 (open_clip "
+                                     f"masks padding by that id), got {init_config.model_type}")
             tc.update(_arch_fields(init_config), hf_model_name=str(text_init.resolve()), hf_model_pretrained=True)
             if tokenizer_dir is None and (text_init / "vocab.txt").is_file():
                 tokenizer_dir = text_init
@@ -447,8 +468,13 @@ def _load_hub(repo: str, *, device: str | torch.device, precision: str, tokenize
     import open_clip
     from huggingface_hub import try_to_load_from_cache
 
-    if not hub_downloads_allowed() and not isinstance(try_to_load_from_cache(repo, BUNDLE_CONFIG), str):
-        raise _hub_error(repo, "model-hub downloads are disabled (HF_HUB_OFFLINE=1) and it is not in the local cache")
+    if not hub_downloads_allowed():
+        try:
+            cached = isinstance(try_to_load_from_cache(repo, BUNDLE_CONFIG), str)
+        except ValueError:  # not a valid repo id
+            cached = False
+        if not cached:
+            raise _hub_error(repo, "model-hub downloads are disabled (HF_HUB_OFFLINE=1) and it is not cached locally")
     name = f"hf-hub:{repo}"
     with tempfile.TemporaryDirectory(prefix="biomedclip-") as tmp, _hub_access():
         try:
@@ -482,7 +508,9 @@ def load_model(
     Args:
         name_or_path: built-in name, ``local-dir:PATH`` / bundle folder, ``hf-hub:ORG/NAME``,
             checkpoint file (``epoch_N.pt``, ``.safetensors``, ``.bin``) or run folder.
-        device, precision: as in open_clip (``fp32``, ``bf16``, ``pure_bf16``, ...).
+        device, precision: as in open_clip: ``fp32`` (default; wrap calls in
+            ``torch.autocast("cpu", torch.bfloat16)`` for ~3× speed on CPU), ``bf16``/``fp16``
+            (mean the whole model cast, see :data:`PRECISION_ALIASES`), ``pure_bf16``, ...
         tokenizer_dir: tokenizer folder to use instead of the source's own. For a built-in model
             it also sets the text vocab size; without it a built-in model gets a placeholder
             character vocab (warned about) so it still runs.
@@ -494,6 +522,7 @@ def load_model(
     """
     if seed is not None:
         torch.manual_seed(seed)
+    precision = PRECISION_ALIASES.get(precision, precision)
     kind, ident = _classify(name_or_path)
     tok_dir = Path(tokenizer_dir) if tokenizer_dir is not None else None
     if text_init is not None and kind != "builtin":

@@ -1,0 +1,1 @@
+"""Evaluation: zero-shot classification, cross-modal retrieval (and, later, probes and VQA)."""
