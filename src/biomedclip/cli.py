@@ -144,6 +144,97 @@ def data_stats(
     console.print(f"caption-length histogram: {target}")
 
 
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Option(help="Shard build folder (output of `data build`): train/ and val/ splits.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (logs, checkpoints, bundle, metrics.csv).")],
+    model: Annotated[str, typer.Option(help="Built-in name (biomedclip-tiny, biomedclip-small, "
+                                            "biomedclip-vit-b16-bert256) or local-dir:BUNDLE to continue from.")]
+    = "biomedclip-tiny",
+    tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer folder for a built-in model "
+                                                        "(from `biomedclip tokenizer train`).")] = None,
+    text_init: Annotated[Path | None, typer.Option(help="Local HF BERT folder to initialise the text tower "
+                                                        "(e.g. PubMedBERT), as in the paper.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 1,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps instead of --epochs.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Per-process batch size.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (paper: 5e-4).")] = 5e-4,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps (paper: 2000; capped at 10% of the run).")] = 2000,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (paper: 0.2).")] = 0.2,
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast where supported), amp_bf16, fp32, …")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Data-loader workers per process.")] = 1,
+    grad_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = False,
+    patch_dropout: Annotated[float, typer.Option(min=0.0, max=0.95, help="Drop this share of image patches.")] = 0.0,
+    lock_image: Annotated[bool, typer.Option(help="Freeze the image tower (LiT).")] = False,
+    lock_text: Annotated[bool, typer.Option(help="Freeze the text tower.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")] = False,
+    nproc: Annotated[int, typer.Option(min=1, help="Processes (torchrun, gloo on CPU / nccl on GPU).")] = 1,
+    torchrun_arg: Annotated[list[str], typer.Option(
+        help="Passed to torchrun, repeatable: --torchrun-arg=--nnodes=2 --torchrun-arg=--node-rank=0 "
+             "--torchrun-arg=--master-addr=HOST.")] = [],  # noqa: B006
+) -> None:
+    """Pretrain with the BiomedCLIP recipe (open_clip_train on our shards); export RUN/bundle."""
+    from biomedclip.train.launch import TrainConfig, TrainError
+    from biomedclip.train.recipe import Recipe
+
+    recipe = Recipe(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
+                    weight_decay=weight_decay, precision=precision, workers=workers,
+                    grad_checkpointing=grad_checkpointing, patch_dropout=patch_dropout, lock_image=lock_image,
+                    lock_text=lock_text, seed=seed)
+    config = TrainConfig(data=data, out=out, model=model, recipe=recipe, tokenizer=tokenizer, text_init=text_init,
+                         nproc=nproc, torchrun_args=list(torchrun_arg), resume=resume)
+    try:
+        summary = run_training_with_progress(config)
+    except TrainError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    print_train_summary(summary)
+
+
+def run_training_with_progress(config) -> dict:
+    """Train with a live bar (loss, samples/s); shared by `train` and the demo."""
+    from biomedclip.train.launch import train
+    from biomedclip.ui import progress_bar
+
+    with progress_bar() as bar:
+        task = bar.add_task("training", total=None, info="preparing model and data …")
+        steps_per_epoch = [1]
+
+        def started(plan: dict) -> None:
+            steps_per_epoch[0] = plan["schedule"]["steps_per_epoch"]
+            bar.update(task, total=plan["schedule"]["total_steps"],
+                       info=f"{plan['train_samples']:,} pairs · {plan['precision']} · {plan['nproc']} proc")
+
+        def step(record) -> None:
+            spe = steps_per_epoch[0]
+            done = record.epoch * spe + round(record.samples_in_epoch / max(1, record.samples_per_epoch) * spe)
+            bar.update(task, completed=done,
+                       info=f"loss {record.loss:.3f} · {record.samples_per_s:,.0f} samples/s")
+
+        return train(config, on_step=step, on_start=started)
+
+
+def print_train_summary(summary: dict) -> None:
+    """The numbers a researcher checks first after a run."""
+    from rich.table import Table
+
+    table = Table(title="Training run", title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("steps", f"{summary['total_steps']:,}")
+    table.add_row("samples/s", str(summary["samples_per_s"]))
+    table.add_row("loss first → final", f"{summary['first_loss']} → {summary['final_loss']}")
+    for key in ("image_to_text_R@1", "image_to_text_R@5", "image_to_text_R@10",
+                "text_to_image_R@1", "text_to_image_R@5", "text_to_image_R@10"):
+        if key in summary["val"]:
+            table.add_row(f"val {key}", f"{summary['val'][key]:.3f}")
+    table.add_row("wall time", f"{summary['wall_seconds']} s")
+    console.print(table)
+    console.print(f"bundle: {summary['bundle']}\nmetrics: {summary['metrics_csv']}\n"
+                  f"TensorBoard: tensorboard --logdir {summary['tensorboard']}")
+
+
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("demo_out"),

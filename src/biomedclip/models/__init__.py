@@ -8,20 +8,7 @@
   import so ``open_clip`` / ``open_clip_train`` know the names.
 """
 
-from biomedclip.models.factory import (
-    BUILTIN_MODELS,
-    HubUnavailableError,
-    LoadedModel,
-    ModelLoadError,
-    create_bundle,
-    export_bundle,
-    list_builtin_models,
-    load_model,
-    load_state_dict_compat,
-    register_builtin_configs,
-)
-
-register_builtin_configs()
+from typing import Any
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -35,3 +22,16 @@ __all__ = [
     "load_state_dict_compat",
     "register_builtin_configs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the factory (torch, open_clip: seconds) on first use, not with the package.
+
+    The CLI imports ``biomedclip.models.cli`` to list its commands; ``--help`` must stay instant.
+    """
+    if name in __all__:
+        from biomedclip.models import factory
+
+        factory.register_builtin_configs()
+        return getattr(factory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
