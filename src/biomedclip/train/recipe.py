@@ -16,6 +16,7 @@ import torch
 
 PAPER_WARMUP_STEPS = 2000
 WARMUP_CAP_FRACTION = 0.1
+MIN_STEPS_PER_EPOCH = 200
 
 
 def bf16_available() -> bool:
@@ -74,14 +75,17 @@ class Schedule:
 def plan_schedule(recipe: Recipe, train_samples: int, world_size: int = 1) -> Schedule:
     """Turn (epochs | steps, batch size, data size) into open_clip's epochs × samples-per-epoch.
 
-    open_clip_train counts epochs over ``--train-num-samples``; a step budget is expressed as one
-    or more epochs of exactly ``steps`` batches so the cosine schedule ends where the user asked.
+    open_clip_train counts epochs over ``--train-num-samples``; a step budget is expressed as
+    equal epochs adding up to ``steps`` batches, so the cosine schedule ends where the user asked.
+    With resampled shards an "epoch" may be longer than the data; epochs of a budget are at least
+    ``MIN_STEPS_PER_EPOCH`` steps, because every epoch costs a validation pass and a checkpoint.
     """
     if train_samples < 1:
         raise ValueError("the training split is empty: build shards with a non-zero train share")
     global_batch = recipe.batch_size * world_size
     if recipe.steps is not None:
-        steps_per_epoch = max(1, math.ceil(train_samples / global_batch))
+        data_steps = max(1, math.ceil(train_samples / global_batch))
+        steps_per_epoch = max(data_steps, min(recipe.steps, MIN_STEPS_PER_EPOCH))
         epochs = max(1, math.ceil(recipe.steps / steps_per_epoch))
         steps_per_epoch = math.ceil(recipe.steps / epochs)
         samples_per_epoch = steps_per_epoch * global_batch
