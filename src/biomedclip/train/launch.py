@@ -67,7 +67,7 @@ def split_shards(data: Path, split: str) -> tuple[list[Path], int]:
     return shards, int(info["samples"])
 
 
-def _urls(shards: list[Path]) -> str:
+def shard_urls(shards: list[Path]) -> str:
     # open_clip_train accepts several shard paths joined with '::'
     return "::".join(str(p.resolve()) for p in shards)
 
@@ -159,8 +159,8 @@ def train(config: TrainConfig, on_step: Callable[[StepRecord], None] | None = No
     schedule = plan_schedule(config.recipe, n_train, world_size=config.nproc)
     bundle = prepare_init_bundle(config)
     argv = open_clip_args(
-        config.recipe, schedule, model=f"local-dir:{bundle}", train_data=_urls(train_shards),
-        val_data=_urls(val_shards) if val_shards else None, val_samples=n_val, logs=out / "logs",
+        config.recipe, schedule, model=f"local-dir:{bundle}", train_data=shard_urls(train_shards),
+        val_data=shard_urls(val_shards) if val_shards else None, val_samples=n_val, logs=out / "logs",
         name=config.name, resampled=True, world_size=config.nproc, resume="latest" if config.resume else None,
     )
     plan = {"train_samples": n_train, "val_samples": n_val, "schedule": asdict(schedule),
