@@ -7,9 +7,11 @@ absent) check that nothing is lost on genuine input, against values read with ot
 from __future__ import annotations
 
 import pickle
+import random
 import re
 import tarfile
 import time
+from bisect import bisect_right
 from pathlib import Path
 
 import pytest
@@ -536,3 +538,150 @@ def test_real_package_member(realdata: Path) -> None:
     assert fig.caption.startswith("Transcriptional regulation of PSRs by SlPHR3 and SlPHR4 in tomato.")
     assert fig.caption.endswith("under low-Pi conditions.")
     assert fig.citing_sentences and all("(Fig.)" in s for s in fig.citing_sentences)
+
+
+# ------------------------------------------------------------------- byte edits before parsing
+
+JATS_NS = "https://jats.nlm.nih.gov/ns/archiving/1.3/"
+OAI = '<?xml version="1.0" encoding="UTF-8"?><OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><metadata>'
+CITED = f"<sec><p>One. Cites <xref ref-type='fig' rid='f1'>Fig. 1</xref> here. Two.</p>{FIG}</sec>"
+
+
+def _result(xml: bytes) -> jats.Article | str:
+    try:
+        return parse_article(xml)
+    except JatsError as err:
+        return err.reason
+
+
+def test_article_namespace_edit_is_invisible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undeclaring the default namespace in the bytes gives the tree that renaming gave."""
+    ns = f' xmlns="{JATS_NS}"'
+    inner_fig = FIG.replace("<fig ", f'<j:fig xmlns:j="{JATS_NS}" ').replace("</fig>", "</j:fig>")
+    cases = {
+        "oai": OAI + article(CITED, attrs=ns) + "</metadata></OAI-PMH>",
+        "declaration only": '<?xml version="1.0"?>' + article(CITED, attrs=ns),
+        "spaced and single-quoted": "<?xml version='1.0'?>" + article(CITED, attrs=f" xmlns = '{JATS_NS}'"),
+        "redeclared and prefixed inside": "<?xml version='1.0'?>"
+        + article(CITED.replace("<sec>", f'<sec xmlns="{JATS_NS}">') + inner_fig.replace("f1", "f2"), attrs=ns),
+        "undeclared inside": "<?xml version='1.0'?>" + article(CITED.replace("<sec>", '<sec xmlns="">'), attrs=ns),
+        "inherited (not edited)": OAI + article(CITED) + "</metadata></OAI-PMH>",
+        "comment before (not edited)": OAI + "<!-- <article> -->" + article(CITED, attrs=ns) + "</metadata></OAI-PMH>",
+        "doctype (not edited)": doc(CITED, attrs=ns).decode(),
+        "reference in namespace (not edited)": "<?xml version='1.0'?>"
+        + article(CITED, attrs=' xmlns="https://jats.nlm.nih.gov/ns/archiving/1.3&#x2F;"'),
+        "malformed": '<?xml version="1.0"?>' + article(CITED.replace("</sec>", "</sek>"), attrs=ns),
+    }
+    edited = {name: jats._unset_article_namespace(xml.encode()) is not None for name, xml in cases.items()}
+    assert edited == {name: "not edited" not in name for name in cases}
+    with_edit = {name: _result(xml.encode()) for name, xml in cases.items()}
+    monkeypatch.setattr(jats, "_unset_article_namespace", lambda xml: None)
+    for name, xml in cases.items():
+        assert with_edit[name] == _result(xml.encode()), name
+    assert with_edit["oai"].figures[0].citing_sentences == ["Cites Fig. 1 here."]
+    assert [f.fig_id for f in with_edit["redeclared and prefixed inside"].figures] == ["f1", "f2"]
+
+
+def _table(inner: str = "<td>1</td>", attrs: str = ' id="t1"') -> str:
+    return (
+        f"<table-wrap{attrs}><label>Table 1</label><caption><p>Caption.</p></caption><table><tr>{inner}</tr>"
+        "</table><table-wrap-foot><fn><p>Note <xref ref-type='table-fn' rid='n1'>a</xref>.</p></fn>"
+        "</table-wrap-foot></table-wrap>"
+    )
+
+
+def test_table_contents_emptied_invisibly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emptied tables change nothing that is read; tables whose content could matter are kept."""
+    cite = "<p>See <xref ref-type='fig' rid='f1'>Fig. 1</xref>. Next.</p>"
+    in_fig = FIG.replace("</caption>", "</caption>" + _table("<td><graphic xlink:href='in-table'/></td>"))
+    in_front = _table("<td><abbrev-journal-title>A</abbrev-journal-title></td>") + "</journal-title-group>"
+    cases = {
+        "tables": doc(_table() + _table(attrs=' id="t2"') + cite + FIG),
+        "table in citing paragraph": doc(f"<p>See <xref ref-type='fig' rid='f1'>Fig. 1</xref> {_table()} ok.</p>{FIG}"),
+        "group and float after the back": doc(f"<table-wrap-group>{_table()}</table-wrap-group>{cite}{FIG}")
+        .replace(b"</article>", f"<floats-group>{_table()}</floats-group></article>".encode()),
+        # kept: their content is read, or cannot be proven unread
+        "figure xref (kept)": doc(_table("<td><xref ref-type='fig' rid='f1'>Fig. 1</xref>. Cell.</td>") + FIG),
+        "referenced ref-type (kept)": doc(_table("<td><xref ref-type='&#x66;ig' rid='f1'>F</xref></td>") + FIG),
+        "graphic in a figure (kept)": doc(in_fig),
+        "comment (kept)": doc(_table("<td><!-- </table-wrap> --></td>") + cite + FIG),
+        "processing instruction (kept)": doc(_table("<td><?pi </table-wrap>?></td>") + cite + FIG),
+        "nested (inner emptied)": doc(_table("<td>" + _table(attrs=" id='in'") + "</td>") + cite + FIG),
+        "ref-type on the table (kept)": doc(_table(attrs=' ref-type="fig"') + cite + FIG),
+        # emptied, then found misplaced after parsing and parsed again without cuts
+        "in a formula": doc(f"<p><inline-formula><tex-math>a{_table()}b</tex-math></inline-formula> x.</p>{FIG}"),
+        "in the front matter": doc(cite + FIG, front=FRONT.replace("</journal-title-group>", in_front)),
+    }  # fmt: skip
+    emptied = {name: len(jats._elide_unread(xml)) < len(xml) for name, xml in cases.items()}
+    assert emptied == {name: "kept" not in name for name in cases}
+    assert jats._elide_unread(cases["nested (inner emptied)"]).count(b"Caption.") == 1  # the outer one
+    cut = {name: _result(xml) for name, xml in cases.items()}
+    monkeypatch.setattr(jats, "_elide_unread", lambda xml: xml)
+    for name, xml in cases.items():
+        assert cut[name] == _result(xml), name
+    assert cut["table in citing paragraph"].figures[0].citing_sentences == ["See Fig. 1 ok."]
+    assert cut["graphic in a figure (kept)"].figures[0].graphics == ["in-table", "g1"]
+    assert cut["figure xref (kept)"].figures[0].citing_sentences == ["Fig. 1."]
+
+
+def test_syntax_error_inside_an_emptied_table_goes_unnoticed() -> None:
+    """As with the reference list: what is never parsed cannot fail (the figures are kept)."""
+    xml = doc(_table("<td>broken <b></td>") + f"<p>See <xref ref-type='fig' rid='f1'>Fig. 1</xref>.</p>{FIG}")
+    assert parse_article(xml).figures[0].citing_sentences == ["See Fig. 1."]
+    with pytest.raises(JatsError):
+        parse_article(xml.replace(b"<table-wrap", b"<table-wrap><!-- --></table-wrap><table-wrap"))
+
+
+# ------------------------------------------------------------------------- sentence location
+
+
+def _sentence_by_full_scan(text: str, offset: int) -> str:
+    """Reference: every candidate boundary of the paragraph, then the nearest real ones."""
+    candidates = list(jats._BOUNDARY_RE.finditer(text))
+    ends = [m.end() for m in candidates]
+    k = bisect_right(ends, offset)
+    start = next((ends[j] for j in range(k - 1, -1, -1) if jats._splits_at(text, candidates[j])), 0)
+    stop = next((ends[j] for j in range(k, len(ends)) if jats._splits_at(text, candidates[j])), len(text))
+    return " ".join(text[start:stop].split())
+
+
+def test_sentence_at_equals_full_scan_at_every_offset() -> None:
+    tokens = [
+        "Cells", "grew", "fast", "Fig.", "Figs.", "et", "al.", "e.g.", "i.e.", "J.", "R.", "Doe", "2.5", "vs.",
+        "approx.", "Sixlet.", "Sevenly.", "naïveté.", "COVID19.", "end.", "Stop.", "lower", "Really?!", "Yes!",
+        "(see", "above.)", "\u201cdone.\u201d", "[end.]", "\u2018ok.\u2019", "...", "?", "!", ".", "(Fig. 1).",
+        "\u00a0", "\n", "\t", "  ", "\u2003", "\u200b", "a.b.c", "U.S.", "x", "A",
+    ]  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(400):
+        text = "".join(rng.choice(tokens) + rng.choice([" ", "", "\n", "  "]) for _ in range(rng.randint(0, 30)))
+        for offset in range(len(text) + 1):
+            assert jats._sentence_at(text, offset) == _sentence_by_full_scan(text, offset), (text, offset)
+
+
+@pytest.mark.parametrize(
+    "text", ["", " ", "a b", " a", "a ", "a  b", "a\nb", "a\u00a0b", "a\u2003b", "a\x1fb", "a\u200bb", "tab\there"]
+)
+def test_collapse_spaces_is_norm(text: str) -> None:
+    assert jats._collapse_spaces(text) == " ".join(text.split())
+
+
+def test_offset_and_marker_methods_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Citing sentences are the same whether xrefs are located by their text or by markers."""
+    x = lambda rid, label="Fig. 1": f"<xref ref-type='fig' rid='{rid}'>{label}</xref>"  # noqa: E731
+    figs = FIG + FIG.replace("f1", "f2")
+    bodies = [
+        f"<p>See ({x('f1')}). Also ({x('f1')}). End.</p>",  # the same text twice: markers
+        f"<p>A {x('f1')} one. B {x('f2', 'Fig. 2')} two. C.</p>",  # unique texts: located directly
+        f"<p>Odd \U000f0000 char. Cites {x('f1')} here. Next.</p>",  # a marker character in the text
+        f"<p>Odd \U000f0001 char. Cites {x('f1')} and {x('f2', 'Fig. 2')}. Next.</p>",
+        f"<p>Odd \U000f0001 char. Cites {x('f1')} alone. Next.</p>",
+        "<p>Nested <xref ref-type='fig' rid='f1'><italic>Fig</italic> 1</xref> here. Next.</p>",
+        f"<p>Empty <xref ref-type='fig' rid='f1'/>here. And {x('f2', '')}. Next.</p>",
+        "<p>One ends.<xref ref-type='fig' rid='f1'>  Figure 1</xref> starts. Two.</p>",
+    ]
+    located = [[f.citing_sentences for f in parse_article(doc(body + figs)).figures] for body in bodies]
+    monkeypatch.setattr(jats, "_xref_offsets", lambda raw, xrefs: None)
+    assert located == [[f.citing_sentences for f in parse_article(doc(body + figs)).figures] for body in bodies]
+    assert located[0][0] == ["See (Fig. 1).", "Also (Fig. 1)."]
+    assert located[2] == [[], []] and located[3] == [[], []] and located[4][0] == ["Cites Fig. 1 alone."]
