@@ -37,7 +37,7 @@ from collections.abc import Iterator
 
 from lxml import etree
 
-from biomedclip.data.records import Article, Figure, ItemError
+from biomedclip.data.records import Article, Figure, ItemFailure
 
 __all__ = ["JatsError", "normalize_license", "parse_article", "split_sentences"]
 
@@ -85,25 +85,12 @@ _DOI_PREFIX_RE = re.compile(r"(?i)^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)")
 _ENCODING_ERROR_CODES = frozenset({31, 32, 81})  # UNKNOWN_ENCODING, UNSUPPORTED_ENCODING, INVALID_ENCODING
 
 
-class JatsError(Exception):
+class JatsError(ItemFailure):
     """An article that cannot be turned into records.
 
     ``reason`` is a short code counted in the build stats (``empty_file``, ``malformed_xml``,
     ``invalid_encoding``, ``no_article``); ``detail`` names the source and what is wrong.
     """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-    def __reduce__(self) -> tuple[type[JatsError], tuple[str, str]]:
-        # Errors cross process/Ray boundaries; the default Exception pickling would lose a field.
-        return (type(self), (self.reason, self.detail))
-
-    def to_item_error(self, source: str) -> ItemError:
-        """The error as the record the build stores in its stats."""
-        return ItemError(source=source, reason=self.reason, detail=self.detail)
 
 
 # --------------------------------------------------------------------------------------- parsing
