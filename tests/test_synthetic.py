@@ -18,6 +18,8 @@ import pytest
 from lxml import etree
 from PIL import Image
 
+from biomedclip.data.filters import FilterConfig, hamming
+from biomedclip.data.images import prepare_image
 from biomedclip.data.records import make_key
 from biomedclip.data.synthetic import ATTRIBUTE_CLASSES, BROKEN_KINDS, MODALITIES, SynthSummary, synthesize
 
@@ -358,6 +360,32 @@ def test_broken_kinds_are_realistic_failures(broken: tuple[Path, SynthSummary]) 
             n_bad += 1
             assert source in summary.malformed_articles
     assert n_bad == summary.broken["malformed_xml"]
+
+
+# --- perceptual diversity --------------------------------------------------------------------------------
+
+
+def test_figures_of_one_modality_are_not_perceptual_duplicates(tmp_path: Path) -> None:
+    """The build drops figures whose pHash is within ``phash_max_distance`` of a kept one; synthetic
+    figures of one modality must differ as real ones do (patient, positioning, exposure, annotations),
+    or dedup silently removes most of a modality (it once dropped 21 of 37 chest X-rays)."""
+    out = tmp_path / "c"
+    synthesize(out, 60, seed=0, image_size=128, broken_fraction=0.0, package_fraction=0.0)
+    media = _media_for(out)
+    hashes: dict[str, list[str]] = defaultdict(list)
+    for row in _rows(out):
+        if not row["compound"]:
+            hashes[row["modality"]].append(prepare_image(media[row["source"]][row["media"]]).phash)
+    assert set(hashes) == {m.name for m in MODALITIES} and min(len(h) for h in hashes.values()) >= 5
+    limit = FilterConfig().phash_max_distance
+    pairs = close = 0
+    for modality, hs in hashes.items():
+        n_close = sum(hamming(a, b) <= limit for i, a in enumerate(hs) for b in hs[i + 1 :])
+        n_pairs = len(hs) * (len(hs) - 1) // 2
+        assert n_close <= max(1, 0.05 * n_pairs), (modality, n_close, n_pairs)
+        pairs += n_pairs
+        close += n_close
+    assert pairs > 300 and close / pairs < 0.01, (close, pairs)
 
 
 # --- learnability ----------------------------------------------------------------------------------------
