@@ -15,13 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from biomedclip.data.pipeline import BuildConfig, build
-from biomedclip.data.synthetic import synthesize
 from biomedclip.evaluate.features import encode_images, encode_texts, read_shard_pairs
 from biomedclip.evaluate.retrieval import retrieval_metrics
 from biomedclip.evaluate.zeroshot import accuracy, class_embeddings, class_probabilities
 from biomedclip.models.factory import load_model
-from biomedclip.models.tokenizer import iter_captions, train_tokenizer
 from biomedclip.train.launch import TrainConfig, TrainError, train
 from biomedclip.train.monitor import StepRecord, parse_line, read_log
 from biomedclip.train.recipe import Recipe, open_clip_args, plan_schedule
@@ -74,24 +71,6 @@ def test_log_lines_parse() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- learning
-
-
-@pytest.fixture(scope="module")
-def learn_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("learn")
-    synthesize(root / "corpus", 700, seed=11, workers=2)
-    build(BuildConfig(sources=[str(root / "corpus" / "folders"), str(root / "corpus" / "packages")],
-                      out=root / "shards", splits={"train": 0.8, "val": 0.1, "test": 0.1}, workers=2))
-    train_tokenizer(iter_captions(root / "shards", split="train"), 3000, root / "tokenizer")
-    return {"root": root, "corpus": root / "corpus", "shards": root / "shards", "tokenizer": root / "tokenizer"}
-
-
-@pytest.fixture(scope="module")
-def trained_run(learn_data: dict[str, Path]) -> tuple[Path, dict]:
-    out = learn_data["root"] / "run"
-    summary = train(TrainConfig(data=learn_data["shards"], out=out, tokenizer=learn_data["tokenizer"],
-                                recipe=Recipe(steps=320, batch_size=64, log_every_n_steps=10)))
-    return out, summary
 
 
 def _evaluate(bundle: Path, learn_data: dict[str, Path]) -> dict[str, float]:
