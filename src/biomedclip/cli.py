@@ -33,6 +33,16 @@ def _register_model_commands() -> None:
 _register_model_commands()
 
 
+def _register_eval_commands() -> None:
+    from biomedclip.evaluate.cli import eval_app, overlap_command
+
+    app.add_typer(eval_app, name="eval")
+    data_app.command("overlap")(overlap_command)
+
+
+_register_eval_commands()
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the corpus to (folders/, packages/, labels.jsonl).")],

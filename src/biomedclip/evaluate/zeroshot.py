@@ -35,3 +35,77 @@ def accuracy(probabilities: np.ndarray, labels: Sequence[int]) -> float:
     """Top-1 accuracy of ``argmax`` predictions."""
     labels = np.asarray(labels)
     return float((probabilities.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+
+
+def model_logit_scale(loaded: Any, cap: float = 100.0) -> float:
+    """The model's learned softmax temperature (CLIP caps it at 100); 100 when the model has none."""
+    scale = getattr(loaded.model, "logit_scale", None)
+    if scale is None:
+        return cap
+    return float(min(cap, float(scale.detach().float().exp().reshape(-1)[0])))
+
+
+def multilabel_probabilities(image_feats: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+                             logit_scale: float = 100.0) -> np.ndarray:
+    """Per label, P(present) = softmax over {"finding", "no finding"} prompt similarities ([N, C])."""
+    pos = logit_scale * image_feats @ positive.T
+    neg = logit_scale * image_feats @ negative.T
+    return 1.0 / (1.0 + np.exp(neg - pos))
+
+
+def evaluate_zeroshot(loaded: Any, data: Any, task: Any, *, split: str = "test", cache: Any = None,
+                      n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int = 64,
+                      bf16: bool = True, progress: Any = None, name: str | None = None) -> Any:
+    """Zero-shot classification of one split with bootstrap CIs, as a report-ready ``TaskResult``.
+
+    Single-label: softmax over class prompt-ensemble similarities at the model's temperature.
+    Multi-label (``data.multilabel``): each class against its negative prompts ("no {}").
+    """
+    import time
+
+    from biomedclip.evaluate.cache import FeatureCache, model_fingerprint
+    from biomedclip.evaluate.features import cached_image_features
+    from biomedclip.evaluate.metrics import bootstrap_metrics, classification_metrics, multilabel_metrics
+    from biomedclip.evaluate.report import TaskResult
+    from biomedclip.evaluate.taskfile import align_labels
+
+    started = time.perf_counter()
+    cache = cache if cache is not None else FeatureCache(None)
+    data = align_labels(data, task)
+    part = data.split(split)
+    images_fp = part.images.fingerprint()
+    entry, hit = cached_image_features(loaded, part.images, images_fp, split, cache, batch_size=batch_size,
+                                       bf16=bf16, progress=progress)
+    if len(entry.kept) == 0:
+        raise ValueError(f"{data.path}: none of the {len(part)} images in split {split!r} could be read")
+    labels = part.labels[entry.kept]
+    scale = model_logit_scale(loaded)
+    positive = class_embeddings(loaded, task.classes, task.templates)
+    if data.multilabel:
+        negative = class_embeddings(loaded, task.classes, task.negative_templates)
+        scores = multilabel_probabilities(entry.features, positive, negative, scale)
+        full = multilabel_metrics(labels, scores)
+        headline_names = ("accuracy", "exact_match", "balanced_accuracy", "macro_f1", "macro_auroc")
+    else:
+        scores = class_probabilities(entry.features, positive, scale)
+        full = classification_metrics(labels, scores)
+        headline_names = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
+    boot = bootstrap_metrics(labels, scores, n_resamples=n_bootstrap, seed=seed, level=level,
+                             multilabel=data.multilabel)
+    metrics = {k: full[k] for k in headline_names}
+    details = {k: v for k, v in full.items() if k not in metrics}
+    details.update(headline=task.metric, logit_scale=scale, cache_hit=hit, skipped_items=entry.skipped,
+                   model_fingerprint=model_fingerprint(loaded))
+    if not data.multilabel:
+        details["majority_accuracy"] = float(np.bincount(labels).max() / len(labels))
+    return TaskResult(
+        kind="zeroshot", name=name or task.name,
+        data={"path": str(data.path), "format": data.kind, "split": split, "items": int(len(part)),
+              "evaluated": int(len(labels)), "skipped": len(entry.skipped), "fingerprint": images_fp,
+              "multilabel": data.multilabel},
+        task=task.to_json(), metrics=metrics, ci={k: list(v) for k, v in boot.ci.items()},
+        bootstrap=boot.to_json(), details=details, notes=list(data.notes),
+        seconds=time.perf_counter() - started,
+        arrays={"labels": labels, "scores": scores, "classes": list(task.classes),
+                "items": [part.images.describe(int(i)) for i in entry.kept]},
+    )

@@ -1,0 +1,328 @@
+"""CLI for evaluation: ``biomedclip eval zeroshot|retrieval|linear-probe|suite|tasks`` and ``data overlap``.
+
+Registered by the top-level ``biomedclip.cli`` (``app.add_typer(eval_app, name="eval")`` and
+``data_app.command("overlap")(overlap_command)``). Commands stay thin: each builds a
+:class:`~biomedclip.evaluate.suite.SuiteConfig` and calls :func:`~biomedclip.evaluate.suite.run_suite`,
+which writes results.json, report.md and the plots into ``--out``. Heavy imports happen inside
+the commands so ``biomedclip --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from biomedclip.ui import console, progress_bar
+
+eval_app = typer.Typer(
+    help="Evaluate a model: zero-shot classification, retrieval, linear probes (k-shot, label fractions), suites. "
+         "Every run writes results.json, report.md and PNG plots into its own --out folder; image features are "
+         "cached per (model, dataset) so repeated runs do not re-embed.",
+    no_args_is_help=True,
+)
+
+ModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", help="Built-in name, local-dir:BUNDLE (or a bundle folder), hf-hub:ORG/NAME, or an "
+                          "open_clip_train checkpoint / run folder.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Report folder for this run (results.json, report.md, "
+                                                            "PNGs); must not already hold a report.")]
+SplitOpt = Annotated[str, typer.Option(help="Split to evaluate (train, val or test).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for bootstrap resampling, subsets and k-shot draws.")]
+BootOpt = Annotated[int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples for the confidence intervals.")]
+LevelOpt = Annotated[float, typer.Option(min=0.5, max=0.999, help="Confidence level of the intervals.")]
+CacheOpt = Annotated[Path | None, typer.Option(
+    "--cache-dir", help="Feature cache folder (default $BIOMEDCLIP_CACHE or ~/.cache/biomedclip/features).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Embed from scratch and store nothing.")]
+LimitOpt = Annotated[int | None, typer.Option(min=1, help="Evaluate at most N items per split (seeded random "
+                                                            "subset) for a quick run.")]
+WindowOpt = Annotated[str | None, typer.Option(
+    help="DICOM/NIfTI/16-bit window CENTER,WIDTH in the image's units (e.g. 40,400 for CT soft tissue); "
+         "default: the file's own window, else min-max.")]
+SliceOpt = Annotated[int | None, typer.Option("--slice", help="Frame of a multi-frame DICOM / slice of a NIfTI "
+                                                               "volume (default: the middle).")]
+AxisOpt = Annotated[int, typer.Option(help="NIfTI slicing axis in RAS orientation: 2 (or -1) axial, 1 coronal, "
+                                           "0 sagittal.")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
+TokOpt = Annotated[Path | None, typer.Option(help="Tokenizer folder, for built-in (random-init) models.")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Write into an --out folder that already holds a report.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _window(value: str | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        center, width = (float(v) for v in value.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter("use CENTER,WIDTH, e.g. 40,400", param_hint="--window") from exc
+    if width <= 0:
+        raise typer.BadParameter("the width must be positive", param_hint="--window")
+    return center, width
+
+
+def _numbers(value: str, kind: type, hint: str) -> list[Any]:
+    try:
+        return [kind(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"a comma-separated list of numbers, got {value!r}", param_hint=hint) from exc
+
+
+@contextmanager
+def _live_progress() -> Iterator[Any]:
+    """A ``progress(stage, done, total)`` callback drawing one bar per stage."""
+    with progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, info="")
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _print_outcome(outcome: Any, out: Path) -> None:
+    from rich.table import Table
+
+    for result in outcome.results:
+        table = Table(title=f"{result.name} · {result.kind.replace('_', ' ')} · {result.data.get('evaluated', '')}"
+                            f"{' items' if result.data.get('evaluated') else ''}", title_justify="left")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("95% CI", justify="right")
+        for name, value in result.metrics.items():
+            ci = result.ci.get(name)
+            table.add_row(name, f"{value:.4f}" if value == value else "–",
+                          f"{ci[0]:.4f} – {ci[1]:.4f}" if ci and ci[0] == ci[0] else "")
+        console.print(table)
+        d = result.details
+        if "majority_accuracy" in d:
+            console.print(f"majority-class accuracy: {d['majority_accuracy']:.4f}")
+        if "chosen_C" in d:
+            console.print(f"C chosen on validation: {d['chosen_C']:g}")
+        for row in d.get("kshot", {}).get("summary", []):
+            console.print(f"  k={row['k']:>2}: accuracy {row['accuracy_mean']:.4f} ± {row['accuracy_sd']:.4f}")
+        for row in d.get("fractions", {}).get("summary", []):
+            console.print(f"  {row['fraction']:>6.0%} labels: accuracy {row['accuracy_mean']:.4f} ± "
+                          f"{row['accuracy_sd']:.4f}")
+        skipped = d.get("skipped_items") or []
+        if skipped:
+            console.print(f"[yellow]{len(skipped)} unreadable item(s) skipped[/yellow], e.g. {skipped[0]['item']}: "
+                          f"{skipped[0]['error']}")
+        hits = d.get("cache_hit")
+        if hits is not None:
+            console.print(f"[dim]feature cache: {hits}[/dim]")
+    for err in outcome.errors:
+        console.print(f"[red]task failed[/red] {err['task']}: {err['error']}")
+    console.print(f"[green]report[/green] {out / 'report.md'} · [green]numbers[/green] {out / 'results.json'}")
+
+
+def _run(config: Any, out: Path, overwrite: bool) -> None:
+    from biomedclip.evaluate.report import ReportError
+    from biomedclip.evaluate.suite import run_suite
+    from biomedclip.models.factory import ModelLoadError
+
+    try:
+        with _live_progress() as progress:
+            outcome = run_suite(config, out, overwrite=overwrite, progress=progress)
+    except (ReportError, ModelLoadError) as exc:
+        raise _fail(str(exc)) from exc
+    _print_outcome(outcome, out)
+    if outcome.errors:
+        raise typer.Exit(1)
+
+
+def _suite(model: str, tasks: list[Any], *, seed: int, bootstrap: int, level: float, cache_dir: Path | None,
+           no_cache: bool, batch_size: int, tokenizer: Path | None) -> Any:
+    from biomedclip.evaluate.suite import SuiteConfig
+
+    return SuiteConfig(model=model, tasks=tasks, seed=seed, bootstrap=bootstrap, level=level, cache_dir=cache_dir,
+                       cache=not no_cache, batch_size=batch_size, tokenizer=tokenizer)
+
+
+@eval_app.command("zeroshot")
+def zeroshot_command(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Image folder (one sub-folder per class, optionally in "
+                                                              "train/val/test), CSV path,label[,split] or "
+                                                              "MedMNIST-style .npz.")],
+    out: OutOpt,
+    task: Annotated[str | None, typer.Option(help="Built-in task (see `biomedclip eval tasks`) or a .json/.txt task "
+                                                  "file with class names and prompt templates; default: the "
+                                                  "dataset's label names with BiomedCLIP's templates.")] = None,
+    split: SplitOpt = "test",
+    name: Annotated[str | None, typer.Option(help="Name of the task in the report.")] = None,
+    seed: SeedOpt = 0, bootstrap: BootOpt = 1000, level: LevelOpt = 0.95, limit: LimitOpt = None,
+    window: WindowOpt = None, slice_index: SliceOpt = None, axis: AxisOpt = -1, batch_size: BatchOpt = 64,
+    cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None, overwrite: OverwriteOpt = False,
+) -> None:
+    """Zero-shot classification with prompt ensembles: accuracy, balanced accuracy, macro-F1, per-class recall,
+    macro AUROC, bootstrap CIs, confusion matrix and ROC plots."""
+    from biomedclip.evaluate.suite import TaskConfig
+
+    cfg = TaskConfig(kind="zeroshot", data=data, name=name, task=task, split=split, limit=limit,
+                     window=_window(window), slice_index=slice_index, axis=axis)
+    _run(_suite(model, [cfg], seed=seed, bootstrap=bootstrap, level=level, cache_dir=cache_dir, no_cache=no_cache,
+                batch_size=batch_size, tokenizer=tokenizer), out, overwrite)
+
+
+@eval_app.command("retrieval")
+def retrieval_command(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Shard build folder (from `biomedclip data build`) or a "
+                                                              "CSV with path,caption columns (repeat a path for "
+                                                              "several captions).")],
+    out: OutOpt,
+    split: SplitOpt = "test",
+    k: Annotated[str, typer.Option("--k", help="Comma-separated K values for Recall@K.")] = "1,5,10",
+    name: Annotated[str | None, typer.Option(help="Name of the task in the report.")] = None,
+    seed: SeedOpt = 0, bootstrap: BootOpt = 1000, level: LevelOpt = 0.95,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use the first N images (with all their captions).")] = None,
+    batch_size: BatchOpt = 64, cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Image→text and text→image Recall@K and median rank (an image with several captions counts as found when
+    any of them is in the top K; ties count against the model)."""
+    from biomedclip.evaluate.suite import TaskConfig
+
+    ks = _numbers(k, int, "--k")
+    if not ks or min(ks) < 1:
+        raise typer.BadParameter("K values must be ≥ 1", param_hint="--k")
+    cfg = TaskConfig(kind="retrieval", data=data, name=name, split=split, limit=limit, ks=ks)
+    _run(_suite(model, [cfg], seed=seed, bootstrap=bootstrap, level=level, cache_dir=cache_dir, no_cache=no_cache,
+                batch_size=batch_size, tokenizer=tokenizer), out, overwrite)
+
+
+@eval_app.command("linear-probe")
+def linear_probe_command(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Classification data with train (and ideally val) and "
+                                                              "test splits: folder, CSV or .npz.")],
+    out: OutOpt,
+    task: Annotated[str | None, typer.Option(help="Task file / built-in task for class names and the metric used "
+                                                  "to choose C (e.g. macro_auroc for tcga_til).")] = None,
+    shots: Annotated[str, typer.Option(help="k-shot sizes (examples per class), comma-separated; '' to skip.")]
+    = "1,2,4,8,16",
+    fractions: Annotated[str, typer.Option(help="Label fractions of the training split, comma-separated.")]
+    = "0.01,0.1,1.0",
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per k-shot size / label fraction (mean ± sd).")] = 3,
+    cs: Annotated[str | None, typer.Option(help="Comma-separated C grid for LogisticRegression "
+                                                "(default 1e-3 … 1e4, 8 values).")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the task in the report.")] = None,
+    seed: SeedOpt = 0, bootstrap: BootOpt = 1000, level: LevelOpt = 0.95, limit: LimitOpt = None,
+    window: WindowOpt = None, slice_index: SliceOpt = None, axis: AxisOpt = -1, batch_size: BatchOpt = 64,
+    cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None, overwrite: OverwriteOpt = False,
+) -> None:
+    """Logistic regression on frozen image features; C chosen on the validation split only. Also k-shot
+    (mean ± sd over seeds) and label-fraction runs, with curves."""
+    from biomedclip.evaluate.linear_probe import DEFAULT_CS
+    from biomedclip.evaluate.suite import TaskConfig
+
+    shot_list = _numbers(shots, int, "--shots")
+    fraction_list = _numbers(fractions, float, "--fractions")
+    if any(f <= 0 or f > 1 for f in fraction_list):
+        raise typer.BadParameter("fractions must be in (0, 1]", param_hint="--fractions")
+    if any(s < 1 for s in shot_list):
+        raise typer.BadParameter("shots must be ≥ 1", param_hint="--shots")
+    grid = _numbers(cs, float, "--cs") if cs else list(DEFAULT_CS)
+    cfg = TaskConfig(kind="linear-probe", data=data, name=name, task=task, limit=limit, window=_window(window),
+                     slice_index=slice_index, axis=axis, shots=shot_list, seeds=seeds, fractions=fraction_list, cs=grid)
+    _run(_suite(model, [cfg], seed=seed, bootstrap=bootstrap, level=level, cache_dir=cache_dir, no_cache=no_cache,
+                batch_size=batch_size, tokenizer=tokenizer), out, overwrite)
+
+
+@eval_app.command("suite")
+def suite_command(
+    config: Annotated[Path, typer.Argument(help="YAML file: model, tasks (kind, data, task, split, …) and settings; "
+                                                "see the README's Evaluation section.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: the config's out:).")]
+    = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Evaluate this model instead of the "
+                                                                     "config's.")] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run every task of a YAML suite against one model and write one combined report."""
+    from biomedclip.evaluate.suite import SuiteError, load_suite_config
+
+    try:
+        cfg = load_suite_config(config)
+    except SuiteError as exc:
+        raise _fail(str(exc)) from exc
+    if model:
+        cfg.model = model
+    target = out or cfg.out
+    if target is None:
+        raise _fail(f"{config}: no out: in the config; pass --out")
+    _run(cfg, target, overwrite)
+
+
+@eval_app.command("tasks")
+def tasks_command() -> None:
+    """List the built-in task files (class names, templates, the paper's number)."""
+    from rich.table import Table
+
+    from biomedclip.evaluate.taskfile import builtin_tasks, load_task
+
+    table = Table(title="Built-in tasks (use with --task NAME)", title_justify="left")
+    for col in ("name", "classes", "templates", "paper"):
+        table.add_column(col)
+    for name in sorted(builtin_tasks()):
+        t = load_task(name)
+        paper = f"{t.paper['value']} {t.paper['metric']}" if t.paper else "–"
+        table.add_row(name, "; ".join(t.classes), "; ".join(t.templates), paper)
+    console.print(table)
+
+
+def overlap_command(
+    shards: Annotated[Path, typer.Argument(help="Pretraining shard build (output of `biomedclip data build`).")],
+    eval_data: Annotated[Path, typer.Argument(help="Evaluation set: image folder, CSV (path,label or "
+                                                   "path,caption), .npz or another shard build.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for overlap.json and overlap.md.")],
+    split: Annotated[list[str], typer.Option(help="Pretraining split(s) to compare against, repeatable; 'all' for "
+                                                  "every split.")] = ["train"],  # noqa: B006
+    eval_split: Annotated[str | None, typer.Option(help="Only this split of the evaluation set.")] = None,
+    phash_distance: Annotated[int, typer.Option(min=0, max=64, help="Perceptual match: pHash Hamming distance "
+                                                                    "≤ this many bits.")] = 4,
+    text_threshold: Annotated[float, typer.Option(min=0.0, max=1.01, help="Near-identical text: TF-IDF cosine ≥ "
+                                                                          "this (above 1 disables).")] = 0.9,
+    show: Annotated[int, typer.Option(help="How many matches to list on screen and in overlap.md.")] = 20,
+) -> None:
+    """Leakage check between pretraining shards and an evaluation set: exact (sha256) and perceptual (pHash)
+    image matches, identical and near-identical texts — counts plus a list."""
+    from rich.table import Table
+
+    from biomedclip.evaluate.datasets import DatasetError
+    from biomedclip.evaluate.overlap import OverlapError, check_overlap, write_overlap
+
+    splits = None if [s.lower() for s in split] == ["all"] else list(split)
+    try:
+        with _live_progress() as progress:
+            report = check_overlap(shards, eval_data, shard_splits=splits, eval_split=eval_split,
+                                   max_distance=phash_distance, text_threshold=text_threshold, progress=progress)
+    except (OverlapError, DatasetError) as exc:
+        raise _fail(str(exc)) from exc
+    files = write_overlap(report, out, list_limit=show)
+    c = report.counts
+    table = Table(title=f"Overlap: {eval_data} vs {shards}", title_justify="left")
+    table.add_column("check")
+    table.add_column("items matched", justify="right")
+    for label, key in (("exact image (sha256)", "exact_image_items"),
+                       (f"perceptual image (pHash ≤ {phash_distance})", "perceptual_image_items"),
+                       ("identical text", "identical_text_items"),
+                       (f"near-identical text (≥ {text_threshold})", "near_identical_text_items")):
+        table.add_row(label, f"{c[key]:,}")
+    console.print(table)
+    console.print(f"{c['eval_images']:,} evaluation images ({c['eval_skipped']} unreadable), {c['eval_texts']:,} "
+                  f"texts vs {c['pretraining_images']:,} pretraining images")
+    for m in report.matches[:show]:
+        score = m.get("distance", m.get("similarity"))
+        console.print(f"  {m['type']:<20} {m['eval_item']} ↔ {m['shard_key']} ({score})")
+    console.print(f"[green]list[/green] {files['json']} · {files['markdown']}")
