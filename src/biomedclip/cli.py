@@ -43,6 +43,17 @@ def _register_eval_commands() -> None:
 _register_eval_commands()
 
 
+def _register_search_commands() -> None:
+    from biomedclip.search.cli import register
+    from biomedclip.serve.cli import serve_command
+
+    register(app)
+    app.command("serve")(serve_command)
+
+
+_register_search_commands()
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the corpus to (folders/, packages/, labels.jsonl).")],
