@@ -56,5 +56,5 @@ def trained_run(learn_data: dict[str, Path]) -> tuple[Path, dict]:
 
     out = learn_data["root"] / "run"
     summary = train(TrainConfig(data=learn_data["shards"], out=out, tokenizer=learn_data["tokenizer"],
-                                recipe=Recipe(steps=320, batch_size=64, log_every_n_steps=10)))
+                                recipe=Recipe(steps=640, batch_size=64, log_every_n_steps=10)))
     return out, summary

@@ -100,10 +100,10 @@ def test_tiny_model_learns(trained_run: tuple[Path, dict], learn_data: dict[str,
     print({"trained": trained, "untrained": untrained})
     assert trained["n"] >= 80
     assert trained["chance_modality"] <= 0.2
-    # Zero-shot modality: ≥ 3× chance and far above the same model untrained. (The issue's target
-    # is ≥ 0.8; measured 0.72 at this budget — see the note on the issue; raise this bar with it.)
-    assert trained["zero_shot_modality_accuracy"] >= max(3 * trained["chance_modality"],
-                                                         untrained["zero_shot_modality_accuracy"] + 0.25)
+    # Zero-shot modality (prompt ensemble from classes.json): the issue's bar, ≥ 0.8 with chance ≤ 0.2,
+    # and far above the same model untrained. Measured 0.87–0.92 on val/test at this budget.
+    assert trained["zero_shot_modality_accuracy"] >= 0.8
+    assert trained["zero_shot_modality_accuracy"] >= untrained["zero_shot_modality_accuracy"] + 0.4
     chance_r5 = 5 / trained["n"]
     assert trained["image_to_text_R@5"] >= max(6 * chance_r5, untrained["image_to_text_R@5"] + 0.2)
     # artefacts a user needs: CSV of steps, TensorBoard events, summary with validation metrics
@@ -135,6 +135,24 @@ def test_resume_continues_from_saved_epoch(learn_data: dict[str, Path], tmp_path
     epochs = [step.epoch for step in read_log(tmp_path / "run" / "logs" / "train" / "out.log").steps]
     assert epochs.count(0) > 0 and epochs.count(1) > 0 and epochs == sorted(epochs)
     assert (tmp_path / "run" / "bundle" / "open_clip_model.safetensors").exists()
+
+
+def test_ddp_two_processes_on_cpu(learn_data: dict[str, Path], tmp_path: Path) -> None:
+    """torchrun, 2 CPU processes (gloo): both ranks join, gradients are averaged, the loss falls."""
+    out = tmp_path / "ddp"
+    summary = train(TrainConfig(data=learn_data["shards"], out=out, tokenizer=learn_data["tokenizer"], nproc=2,
+                                recipe=Recipe(steps=80, batch_size=32, lr=5e-4, log_every_n_steps=5)))
+    console_log = (out / "trainer.log").read_text()
+    for rank in (0, 1):  # every rank announces itself (rank 0 in the run log, rank 1 on the console)
+        assert f"Process (global: {rank}, local {rank}), total 2" in console_log + (
+            out / "logs" / "train" / "out.log").read_text()
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["nproc"] == 2 and "--local-loss" in plan["argv"] and "--gather-with-grad" in plan["argv"]
+    steps = read_log(out / "logs" / "train" / "out.log").steps
+    # the global batch is 2 × 32: each logged step advances the epoch counter by 64 samples
+    assert steps[1].samples_in_epoch - steps[0].samples_in_epoch == 64 * 5
+    assert summary["final_loss"] < summary["first_loss"] - 0.5, (summary["first_loss"], summary["final_loss"])
+    assert (out / "bundle" / "open_clip_model.safetensors").exists()
 
 
 def test_train_help() -> None:

@@ -202,7 +202,11 @@ _FINDINGS_BY_MODALITY: dict[str, tuple[str, ...]] = {
     "histopathology": ("normal", "tumour"),
     "fundus": ("normal", "haemorrhage", "exudate"),
 }
-_MODALITY_TEMPLATES = ("a {} image", "an image of a {}", "{} presented in image", "this is a {}")
+# Prompts in the captions' own phrasing ("CXR showing ...", "Fundus photograph."). CLIP-style
+# "a {} image" prompts measured 0.71 zero-shot accuracy where these reach 0.9 with the same tiny
+# model: in this corpus "image" itself marks modalities ("fundus image", "ultrasound image"), so a
+# small text tower reads the template word as a class cue.
+_MODALITY_TEMPLATES = ("{}", "{}.", "{} showing")
 _ATTR_TEMPLATES: dict[str, tuple[str, ...]] = {
     "finding": ("{}", "an image showing {}", "{} presented in image"),
     "position": ("a lesion on the {} side", "{} sided finding", "finding in the {} half of the image"),
