@@ -123,15 +123,18 @@ def embed_command(
     from biomedclip.search.items import InputError
     from biomedclip.search.store import EmbeddingStoreError
 
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise _fail(f"no such file or folder: {', '.join(missing)}")
     loaded = _load_model(model)
     unit = "texts" if text else "images"
-    with progress_bar() as bar:
-        task = bar.add_task(f"embedding {unit}", total=None, info="listing inputs …")
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task(f"embedding {unit}", total=None, info="listing inputs …")
 
-        def show(done: int, total: int, rate: float) -> None:
-            bar.update(task, completed=done, total=total, info=f"{rate:,.1f} {unit}/s" if rate else "")
+            def show(done: int, total: int, rate: float) -> None:
+                bar.update(task, completed=done, total=total, info=f"{rate:,.1f} {unit}/s" if rate else "")
 
-        try:
             if text:
                 info = embed_texts(inputs, loaded, out, split=split, batch_size=batch_size, chunk_size=chunk_size,
                                    dtype=dtype, bf16=not fp32, overwrite=overwrite, progress=show)
@@ -139,8 +142,8 @@ def embed_command(
                 info = embed_images(inputs, loaded, out, split=split, batch_size=batch_size, workers=workers,
                                     chunk_size=chunk_size, dtype=dtype, bf16=not fp32, window=parse_window(window),
                                     slice_index=slice_index, axis=axis, overwrite=overwrite, progress=show)
-        except (InputError, EmbeddingStoreError) as exc:
-            raise _fail(str(exc)) from exc
+    except (InputError, EmbeddingStoreError) as exc:
+        raise _fail(str(exc)) from exc
     rate = info.get("items_per_s_last_run")
     console.print(f"[green]{info['count']:,} {unit}[/green] embedded ({info['dim']}-d, {info['dtype']}, "
                   f"{info['precision']}) → {out}" + (f" · {rate:,.1f} {unit}/s" if rate else "")
@@ -165,6 +168,9 @@ def index_command(
     target_recall: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recall@10 the search setting is tuned "
                                                                         "to reach.")] = 0.95,
     recall_sample: Annotated[int, typer.Option(min=0, help="Sampled queries for measuring recall@10.")] = 1000,
+    tune_queries: Annotated[Path | None, typer.Option(
+        help="Embeddings of typical queries to tune recall on, e.g. captions from `biomedclip embed --text` "
+             "(text queries sit apart from images; default: sampled collection vectors).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="FAISS threads for building (default: all).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an index already in --out.")] = False,
 ) -> None:
@@ -182,6 +188,7 @@ def index_command(
         with console.status("building index") as status:
             info = build_index(emb, out, kind=kind, max_memory=budget, exact_below=exact_below,
                                target_recall=target_recall, recall_sample=recall_sample, overwrite=overwrite,
+                               tune_queries=open_embeddings(tune_queries) if tune_queries else None,
                                progress=lambda stage: status.update(f"index: {stage} ({emb.count:,} vectors)"))
     except (IndexBuildError, EmbeddingStoreError) as exc:
         raise _fail(str(exc)) from exc
@@ -194,7 +201,8 @@ def index_command(
     table.add_row("vectors × dims", f"{info.count:,} × {info.dim}")
     table.add_row("search setting", ", ".join(f"{k}={v}" for k, v in info.search_params.items()) or "exact")
     if info.recall_at_10 is not None:
-        table.add_row("recall@10 vs exact", f"{info.recall_at_10:.3f} ({info.recall_sample:,} sampled queries)")
+        sampled = "collection vectors" if info.recall_queries == "collection" else "queries"
+        table.add_row("recall@10 vs exact", f"{info.recall_at_10:.3f} ({info.recall_sample:,} sampled {sampled})")
     table.add_row("size", f"{info.index_bytes / 2**20:,.1f} MiB")
     table.add_row("build time", f"{info.build_seconds:.1f} s")
     table.add_row("why", info.reason)

@@ -248,6 +248,7 @@ class IndexInfo:
     recall_at_10: float | None = None
     recall_sample: int = 0
     recall_target: float | None = None
+    recall_queries: str = "collection"
     tuning: list[dict[str, float]] = field(default_factory=list)
     build_seconds: float = 0.0
     estimated_bytes: int = 0
@@ -273,26 +274,40 @@ def _knob(info_kind: str) -> tuple[str | None, tuple[int, ...]]:
 
 
 def tune(index: Any, kind: str, source: VectorSource, *, nlist: int | None, sample: int, k: int,
-         target: float, seed: int = 0) -> tuple[dict[str, int], float | None, list[dict[str, float]], int]:
-    """Smallest search setting reaching ``target`` recall@k on a sample; (params, recall, curve, sample size)."""
+         target: float, seed: int = 0, queries: VectorSource | None = None,
+         ) -> tuple[dict[str, int], float | None, list[dict[str, float]], int]:
+    """Smallest search setting reaching ``target`` recall@k on a sample; (params, recall, curve, sample size).
+
+    Queries are sampled collection vectors (each excluding itself), or samples of ``queries`` —
+    e.g. embedded captions, because text queries sit elsewhere in the space than the images they
+    find (the modality gap) and may need a wider search.
+    """
     n = source.count
-    size = min(sample, max(0, n - 1))
+    pool = queries.count if queries is not None else max(0, n - 1)
+    size = min(sample, pool)
     if size == 0:
         return {}, None, [], 0
     rng = np.random.default_rng(seed)
-    ids = np.sort(rng.choice(n, size=size, replace=False))
-    queries = source.take(ids)
-    truth = exact_neighbours(source, queries, k, exclude=ids)
+    picked = np.sort(rng.choice(queries.count if queries is not None else n, size=size, replace=False))
+    if queries is not None:
+        if queries.dim != source.dim:
+            raise IndexBuildError(f"tuning queries have {queries.dim} dimensions, the collection {source.dim}")
+        query_vectors = queries.take(picked)
+        ids = np.full(size, -1, dtype=np.int64)  # nothing to exclude
+    else:
+        query_vectors = source.take(picked)
+        ids = picked
+    truth = exact_neighbours(source, query_vectors, k, exclude=ids)
     knob, steps = _knob(kind)
     if knob is None:
-        _, found = index.search(queries, k + 1)
+        _, found = index.search(query_vectors, k + 1)
         return {}, recall_at_k(_drop_self(found, ids, k), truth, k), [], size
     limit = nlist if knob == "nprobe" else n
     curve: list[dict[str, float]] = []
     chosen = (1, 0.0)
     for value in [s for s in steps if s <= max(limit or 1, 1)] or [1]:
         _set_param(index, knob, value)
-        _, found = index.search(queries, k + 1)
+        _, found = index.search(query_vectors, k + 1)
         recall = recall_at_k(_drop_self(found, ids, k), truth, k)
         curve.append({knob: value, "recall_at_10": round(recall, 4)})
         plateau = len(curve) >= 3 and recall - curve[-3]["recall_at_10"] < 0.002
@@ -318,8 +333,12 @@ def build_index(
     seed: int = 0,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    tune_queries: Any = None,
 ) -> IndexInfo:
     """Build, tune and save an index from an embeddings folder (path or EmbeddingSet) or a float32 array.
+
+    ``tune_queries`` (embeddings folder, EmbeddingSet or array) are typical queries to tune recall
+    on, e.g. captions embedded with ``biomedclip embed --text``; default: collection vectors.
 
     The embeddings folder's ``metadata.parquet`` is copied beside the index so search results carry
     key, caption and source without the embeddings folder.
@@ -340,6 +359,8 @@ def build_index(
     say = progress or (lambda stage: None)
     started = time.perf_counter()
     index = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    if hasattr(index, "do_polysemous_training"):  # only pays off with Hamming filtering, which we do not use;
+        index.do_polysemous_training = False  # it makes PQ training ~100× slower
     if not index.is_trained:
         say("train")
         size = min(n, train_size or max(64 * (plan.nlist or 1), 10_000))
@@ -349,15 +370,20 @@ def build_index(
     for _, block in source.blocks():
         index.add(block)
     say("tune")
+    if isinstance(tune_queries, str | Path):
+        tune_queries = EmbeddingSet(tune_queries)
+    queries = VectorSource(tune_queries) if tune_queries is not None else None
     params, recall, curve, sample = tune(index, plan.kind, source, nlist=plan.nlist, sample=recall_sample, k=k,
-                                         target=target_recall, seed=seed)
+                                         target=target_recall, seed=seed, queries=queries)
     build_seconds = time.perf_counter() - started
     say("save")
     out.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(out / INDEX_FILE))
     info = IndexInfo(kind=plan.kind, factory=plan.factory, count=n, dim=d, nlist=plan.nlist, search_params=params,
                      recall_at_10=None if recall is None else round(recall, 4), recall_sample=sample,
-                     recall_target=target_recall, tuning=curve, build_seconds=round(build_seconds, 3),
+                     recall_target=target_recall, tuning=curve,
+                     recall_queries="collection" if tune_queries is None else "given",
+                     build_seconds=round(build_seconds, 3),
                      estimated_bytes=plan.estimated_bytes, index_bytes=(out / INDEX_FILE).stat().st_size,
                      reason=plan.reason)
     if isinstance(emb, EmbeddingSet):
