@@ -43,12 +43,23 @@ def default_cache_dir() -> Path:
     return base / "biomedclip" / "features"
 
 
+def _weights_version(model: Any) -> int:
+    """Sum of the tensors' in-place modification counters: changes whenever any weight is written."""
+    return sum(t._version for t in (*model.parameters(), *model.buffers()))
+
+
 def model_fingerprint(loaded: Any) -> str:
-    """sha256 over the weights, preprocessing config and tokenizer vocabulary (memoised per object)."""
-    cached = loaded.__dict__.get("_biomedclip_fingerprint")
-    if cached:
-        return cached
+    """sha256 over the weights, preprocessing config and tokenizer vocabulary.
+
+    Memoised per loaded model, and recomputed when any weight was modified in place since (torch's
+    per-tensor version counters), so fine-tuning a model in the same process gives a new key.
+    """
     import torch
+
+    version = _weights_version(loaded.model)
+    cached = loaded.__dict__.get("_biomedclip_fingerprint")
+    if cached and cached[0] == version:
+        return cached[1]
 
     h = hashlib.sha256()
     for name, tensor in sorted(loaded.model.state_dict().items()):
@@ -61,7 +72,7 @@ def model_fingerprint(loaded: Any) -> str:
     h.update(json.dumps(sorted(vocab.items())).encode())
     h.update(str(getattr(loaded, "context_length", "")).encode())
     digest = h.hexdigest()
-    loaded.__dict__["_biomedclip_fingerprint"] = digest
+    loaded.__dict__["_biomedclip_fingerprint"] = (version, digest)
     return digest
 
 

@@ -17,6 +17,7 @@ resamples where the metric is defined (AUROC needs both a positive and a negativ
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -76,11 +77,14 @@ def classification_metrics(labels: Sequence[int] | np.ndarray, scores: np.ndarra
     pred = scores.argmax(axis=1)
     macro_auroc, per_class_auroc = _ovr_auroc(y, scores)
     present = sorted(set(y.tolist()))
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true" is expected on small test sets
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = float(balanced_accuracy_score(y, pred)) if len(y) else float("nan")
     return {
         "n": int(len(y)),
         "accuracy": float(accuracy_score(y, pred)),
         # balanced accuracy = mean recall over the classes present in the labels (scikit-learn's definition)
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(y) else float("nan"),
+        "balanced_accuracy": balanced,
         "macro_f1": float(f1_score(y, pred, labels=classes, average="macro", zero_division=0)),
         "macro_auroc": macro_auroc,
         "per_class_recall": [float(v) for v in recall_score(y, pred, labels=classes, average=None, zero_division=0)],
@@ -230,16 +234,13 @@ def bootstrap_metrics(labels: np.ndarray, scores: np.ndarray, *, n_resamples: in
     idx = rng.integers(0, n, size=(n_resamples, n))
     block = max(1, _MAX_BLOCK // n)
     chunks: list[dict[str, np.ndarray]] = []
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices → NaN, handled below
-            for start in range(0, n_resamples, block):
-                rows = idx[start:start + block]
-                w = np.stack([np.bincount(r, minlength=n) for r in rows]).astype(np.float64)
-                chunks.append(_weighted_multi(y, scores, w, threshold) if multilabel
-                              else _weighted_single(y, scores, w))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices → NaN, handled below
+        for start in range(0, n_resamples, block):
+            rows = idx[start:start + block]
+            w = np.stack([np.bincount(r, minlength=n) for r in rows]).astype(np.float64)
+            chunks.append(_weighted_multi(y, scores, w, threshold) if multilabel
+                          else _weighted_single(y, scores, w))
     tail = (1 - level) / 2 * 100
     ci: dict[str, tuple[float, float]] = {}
     valid: dict[str, int] = {}

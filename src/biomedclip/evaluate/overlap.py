@@ -150,7 +150,7 @@ def _evaluation(data: Path, split: str | None, progress: Progress | None) -> _Si
     if is_caption_csv:
         retrieval = load_retrieval(data, split or "test")
         sources.append((split or "test", retrieval.images))
-        side.text_names = [retrieval.image_ids[i] for i in retrieval.caption_image]
+        side.text_names = [f"{retrieval.image_ids[i]}#caption{j}" for j, i in enumerate(retrieval.caption_image)]
         side.texts = list(retrieval.captions)
     else:
         classification = load_classification(data)

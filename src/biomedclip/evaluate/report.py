@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ReportError", "TaskResult", "package_versions", "prepare_out_dir", "write_report"]
+__all__ = ["ReportError", "TaskResult", "package_versions", "check_out_dir", "write_report"]
 
 PACKAGES = ("biomedclip", "torch", "open_clip_torch", "transformers", "timm", "scikit-learn", "numpy", "pillow",
             "pydicom", "nibabel", "matplotlib")
@@ -100,14 +100,16 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "task"
 
 
-def prepare_out_dir(out: Path, overwrite: bool = False) -> Path:
-    """Create the run folder; refuse to mix two runs in one folder unless ``overwrite``."""
+def check_out_dir(out: Path, overwrite: bool = False) -> Path:
+    """Fail early if the run folder cannot be used: two runs never mix in one folder unless ``overwrite``.
+
+    Nothing is created here; :func:`write_report` creates the folder once there is something to write.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out} exists and is not a folder; choose another --out")
     if out.is_dir() and (out / "results.json").exists() and not overwrite:
         raise ReportError(f"{out} already holds a report (results.json); choose a new --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
     return out
 
 

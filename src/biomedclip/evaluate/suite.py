@@ -228,9 +228,9 @@ def run_suite(config: SuiteConfig, out: Path, *, overwrite: bool = False, loaded
     :class:`~biomedclip.models.factory.ModelLoadError` before any work; task failures are collected.
     """
     from biomedclip.evaluate.cache import FeatureCache, default_cache_dir
-    from biomedclip.evaluate.report import prepare_out_dir, write_report
+    from biomedclip.evaluate.report import check_out_dir, write_report
 
-    out = prepare_out_dir(out, overwrite=overwrite)
+    out = check_out_dir(out, overwrite=overwrite)
     if loaded is None:
         from biomedclip.models.factory import load_model
 
