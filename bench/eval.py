@@ -92,6 +92,7 @@ def main() -> None:
     def summary(rows: list[dict]) -> dict:
         keys = ("zeroshot_s", "linear_probe_s", "evaluate_s", "report_s", "total_s")
         return {**{f"{k}_median": round(statistics.median(r[k] for r in rows), 3) for k in keys},
+                **{f"{k}_min": round(min(r[k] for r in rows), 3) for k in keys},
                 **{f"{k}_all": [round(r[k], 3) for r in rows] for k in keys}, "cache_hits": rows[-1]["cache_hits"]}
 
     first = runs["no_cache"][0]

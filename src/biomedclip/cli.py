@@ -33,16 +33,6 @@ def _register_model_commands() -> None:
 _register_model_commands()
 
 
-def _register_eval_commands() -> None:
-    from biomedclip.evaluate.cli import eval_app, overlap_command
-
-    app.add_typer(eval_app, name="eval")
-    data_app.command("overlap")(overlap_command)
-
-
-_register_eval_commands()
-
-
 def _register_search_commands() -> None:
     from biomedclip.search.cli import register
     from biomedclip.serve.cli import serve_command
@@ -267,6 +257,16 @@ def demo(
     from biomedclip.demo import run_demo
 
     run_demo(out, articles=200 if small else articles, workers=workers, console=console)
+
+
+def _register_eval_commands() -> None:
+    from biomedclip.evaluate.cli import eval_app, overlap_command
+
+    app.add_typer(eval_app, name="eval")
+    data_app.command("overlap")(overlap_command)
+
+
+_register_eval_commands()
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -135,6 +135,8 @@ def _run(config: Any, out: Path, overwrite: bool) -> None:
             outcome = run_suite(config, out, overwrite=overwrite, progress=progress)
     except (ReportError, ModelLoadError) as exc:
         raise _fail(str(exc)) from exc
+    if not outcome.results:
+        raise _fail("; ".join(f"{e['task']}: {e['error']}" for e in outcome.errors) + " (no report written)")
     _print_outcome(outcome, out)
     if outcome.errors:
         raise typer.Exit(1)
@@ -164,8 +166,12 @@ def zeroshot_command(
     window: WindowOpt = None, slice_index: SliceOpt = None, axis: AxisOpt = -1, batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
-    """Zero-shot classification with prompt ensembles: accuracy, balanced accuracy, macro-F1, per-class recall,
-    macro AUROC, bootstrap CIs, confusion matrix and ROC plots."""
+    """Zero-shot classification with prompt ensembles, bootstrap CIs, confusion matrix and ROC plots.
+
+    Each class is the mean of its normalised prompt embeddings ("this is an image of {}", …); reports accuracy,
+    balanced accuracy, macro-F1, per-class recall and macro one-vs-rest AUROC with 95% bootstrap intervals.
+    Multi-label data (CSV labels a|b, .npz 0/1 columns) scores each class against "no {class}".
+    """
     from biomedclip.evaluate.suite import TaskConfig
 
     cfg = TaskConfig(kind="zeroshot", data=data, name=name, task=task, split=split, limit=limit,
@@ -189,8 +195,11 @@ def retrieval_command(
     batch_size: BatchOpt = 64, cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Image→text and text→image Recall@K and median rank (an image with several captions counts as found when
-    any of them is in the top K; ties count against the model)."""
+    """Image→text and text→image Recall@K and median rank, with bootstrap CIs over queries.
+
+    An image with several captions counts as found when any of them is in the top K; ties count against the
+    model (a model with constant embeddings scores at chance).
+    """
     from biomedclip.evaluate.suite import TaskConfig
 
     ks = _numbers(k, int, "--k")
@@ -221,8 +230,11 @@ def linear_probe_command(
     window: WindowOpt = None, slice_index: SliceOpt = None, axis: AxisOpt = -1, batch_size: BatchOpt = 64,
     cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
-    """Logistic regression on frozen image features; C chosen on the validation split only. Also k-shot
-    (mean ± sd over seeds) and label-fraction runs, with curves."""
+    """Logistic regression on frozen image features, plus k-shot and label-fraction runs with curves.
+
+    C is chosen on the validation split only (carved from train when missing). k-shot draws k examples per
+    class for training and for choosing C, with several seeds (mean ± sd); label fractions train on 1%/10%/100%.
+    """
     from biomedclip.evaluate.linear_probe import DEFAULT_CS
     from biomedclip.evaluate.suite import TaskConfig
 
@@ -295,8 +307,11 @@ def overlap_command(
                                                                           "this (above 1 disables).")] = 0.9,
     show: Annotated[int, typer.Option(help="How many matches to list on screen and in overlap.md.")] = 20,
 ) -> None:
-    """Leakage check between pretraining shards and an evaluation set: exact (sha256) and perceptual (pHash)
-    image matches, identical and near-identical texts — counts plus a list."""
+    """Leakage check between pretraining shards and an evaluation set: counts plus a list of matches.
+
+    Exact image matches (sha256 of the original file), perceptual matches (pHash, computed as the build does),
+    identical texts (normalised) and near-identical texts (character n-gram TF-IDF cosine).
+    """
     from rich.table import Table
 
     from biomedclip.evaluate.datasets import DatasetError

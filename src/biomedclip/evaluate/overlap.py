@@ -5,7 +5,8 @@ number can be inflated by test images (or their captions) the model saw in pretr
 compares an evaluation set against a shard build and reports, per evaluation item:
 
 * **exact image** — the sha256 of the evaluation file equals a shard image's source sha256
-  (the build records the hash of the original figure file);
+  (the build records the hash of the original figure file); images stored in arrays (.npz)
+  have no file of their own, so for them only perceptual matches apply;
 * **perceptual image** — 64-bit pHashes within ``max_distance`` bits, computed exactly as the
   build does (:func:`biomedclip.data.images.perceptual_hash` on the image capped at 512 px), so
   resized or re-encoded copies are caught. Candidates come from a pigeonhole band index (split

@@ -226,6 +226,7 @@ def run_suite(config: SuiteConfig, out: Path, *, overwrite: bool = False, loaded
 
     Raises :class:`~biomedclip.evaluate.report.ReportError` (output folder in use) or
     :class:`~biomedclip.models.factory.ModelLoadError` before any work; task failures are collected.
+    When every task failed, no report is written (``files`` is empty).
     """
     from biomedclip.evaluate.cache import FeatureCache, default_cache_dir
     from biomedclip.evaluate.report import check_out_dir, write_report
@@ -252,6 +253,8 @@ def run_suite(config: SuiteConfig, out: Path, *, overwrite: bool = False, loaded
         if on_task_done is not None:
             on_task_done(result)
     info = model_info(loaded, config.model)
+    if not results:  # nothing to report: leave --out untouched so the same command can simply be rerun
+        return SuiteOutcome(results, errors, {}, info)
     settings = {"config": config.source, "bootstrap": config.bootstrap, "level": config.level,
                 "batch_size": config.batch_size, "cache_dir": str(cache_root) if cache_root else None,
                 "tasks": [_task_settings(t) for t in config.tasks]}
