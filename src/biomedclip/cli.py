@@ -248,15 +248,30 @@ def print_train_summary(summary: dict) -> None:
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("demo_out"),
-    articles: Annotated[int, typer.Option(help="Synthetic articles to generate.")] = 2000,
-    small: Annotated[bool, typer.Option(help="A reduced run for tests (few articles).")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes (replaced if it exists).")]
+    = Path("demo_out"),
+    articles: Annotated[int | None, typer.Option(min=50, help="Synthetic articles (default 2000; --small: 400).")]
+    = None,
+    steps: Annotated[int | None, typer.Option(min=10, help="Training steps (default 800; --small: 240).")] = None,
+    small: Annotated[bool, typer.Option(help="A reduced run (~3 min) for tests and a first look.")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes (0 = all cores).")] = 0,
 ) -> None:
-    """Run the pipeline end to end on a synthetic corpus (data stage: synthesise → build → stats)."""
-    from biomedclip.demo import run_demo
+    """The whole system on a synthetic PMC-style corpus, in one command (≈10 min on 2 CPU cores).
 
-    run_demo(out, articles=200 if small else articles, workers=workers, console=console)
+    Synthesise articles → build shards → train the domain tokenizer → pretrain biomedclip-tiny →
+    evaluate on the held-out test split against the untrained model → embed, index and search →
+    OUT/report.md. Every step prints the CLI command that repeats it.
+    """
+    from dataclasses import replace
+
+    from biomedclip.demo import DemoConfig, run_demo
+
+    config = DemoConfig.small(workers) if small else DemoConfig(workers=workers)
+    if articles:
+        config = replace(config, articles=articles)
+    if steps:
+        config = replace(config, steps=steps)
+    run_demo(out, config, console=console)
 
 
 def _register_eval_commands() -> None:

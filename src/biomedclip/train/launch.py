@@ -88,11 +88,21 @@ def prepare_init_bundle(config: TrainConfig) -> Path:
                          seed=config.recipe.seed, overwrite=True)
 
 
+class _BelowWarning(logging.Filter):
+    """Lets only warnings and errors through (for handlers that write to the user's terminal)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
 def _run_in_process(argv: list[str], log_file: Path) -> None:
     """open_clip_train.main in this process, its console logging sent to a file instead of ours.
 
-    open_clip_train adds a stderr handler to the root logger and sets every logger to INFO; both
-    are undone afterwards so the caller's console (progress bars on stdout) stays readable.
+    open_clip_train adds a stderr handler to the root logger and sets every logger to INFO. For the
+    run, handlers already on the root logger (e.g. one ``logging.basicConfig`` installed) are taken
+    off and handlers of other loggers that write to the terminal (transformers has its own) let only
+    warnings through; everything is restored afterwards, so the caller's console (progress bars on
+    stdout) stays readable while open_clip's full log goes to ``log_file`` and the run's out.log.
     """
     from open_clip_train.main import main as open_clip_main
 
@@ -100,6 +110,13 @@ def _run_in_process(argv: list[str], log_file: Path) -> None:
     handlers_before = list(root.handlers)
     levels_before = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
     root_level = root.level
+    quiet = _BelowWarning()
+    terminal_handlers = [h for name in logging.root.manager.loggerDict
+                         for h in getattr(logging.getLogger(name), "handlers", [])]
+    for handler in handlers_before:
+        root.removeHandler(handler)
+    for handler in terminal_handlers:
+        handler.addFilter(quiet)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as sink, contextlib.redirect_stderr(sink):
         try:
@@ -108,6 +125,10 @@ def _run_in_process(argv: list[str], log_file: Path) -> None:
             for handler in set(root.handlers) - set(handlers_before):
                 root.removeHandler(handler)
                 handler.close()
+            for handler in handlers_before:
+                root.addHandler(handler)
+            for handler in terminal_handlers:
+                handler.removeFilter(quiet)
             for name, level in levels_before.items():
                 logging.getLogger(name).setLevel(level)
             root.setLevel(root_level)
