@@ -23,6 +23,10 @@ from biomedclip.search.embed import embed_images, embed_texts
 from biomedclip.search.items import InputError, discover_images, shard_items
 from biomedclip.search.store import EmbeddingStoreError, open_embeddings
 
+# The first test to ask for the session's trained model builds it (corpus, shards, training), which takes
+# longer than pytest's default per-test timeout on a 2-core machine.
+pytestmark = pytest.mark.timeout(1800)
+
 
 @pytest.fixture(scope="module")
 def assets(learn_data, trained_run, tmp_path_factory):

@@ -20,6 +20,11 @@ QUERIES = ("chest X-ray", "histopathology", "fluorescence microscopy", "fundus p
 """Modalities the tiny model's text tower has clearly learned (others it confuses after 320 steps)."""
 
 
+# The first test to ask for the session's trained model builds it (corpus, shards, training), which takes
+# longer than pytest's default per-test timeout on a 2-core machine.
+pytestmark = pytest.mark.timeout(1800)
+
+
 @pytest.fixture(scope="module")
 def assets(learn_data, trained_run, tmp_path_factory):
     return indexed(learn_data, trained_run, tmp_path_factory.mktemp("search"))
