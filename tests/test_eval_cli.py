@@ -101,6 +101,17 @@ def test_bad_configs_and_models_fail_clearly(tmp_path: Path) -> None:
     assert "non-empty tasks" in _invoke("eval", "suite", config, "--out", tmp_path / "o").output
     result = _invoke("eval", "zeroshot", "-m", "no-such-model", "-d", tmp_path, "-o", tmp_path / "o2")
     assert result.exit_code == 2 and "unknown model 'no-such-model'" in result.output
+    assert not (tmp_path / "o2").exists()
+
+
+def test_single_failing_task_writes_nothing(trained_run, tmp_path: Path) -> None:
+    run, _ = trained_run
+    (tmp_path / "data.csv").write_text("path,label\n")
+    result = _invoke("eval", "zeroshot", "-m", run / "bundle", "-d", tmp_path / "data.csv", "-o", tmp_path / "out",
+                     "--no-cache")
+    assert result.exit_code == 2 and "data.csv: no usable rows" in result.output
+    assert "no report written" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_overlap_command(learn_data, tmp_path: Path) -> None:
