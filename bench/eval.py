@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "eval.json")
+    parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     args = parser.parse_args()
     if not args.data.is_file():
         raise SystemExit(f"{args.data} not found; pass --data pneumoniamnist.npz (MedMNIST v2)")
@@ -106,7 +107,7 @@ def main() -> None:
         "model": {"source": args.model, **{k: v for k, v in model_info(loaded, args.model).items()
                                            if k != "fingerprint"}},
         "data": {"path": str(args.data), "splits": sizes},
-        "repeats": args.repeats, "bootstrap": args.bootstrap,
+        "repeats": args.repeats, "bootstrap": args.bootstrap, "note": args.note,
         "model_load_s": round(load_s, 3),
         "scenarios": {name: summary(rows) for name, rows in runs.items()},
         "speedup_warm_vs_no_cache": round(statistics.median(r["evaluate_s"] for r in runs["no_cache"])
