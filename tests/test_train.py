@@ -80,10 +80,17 @@ def _evaluate(bundle: Path, learn_data: dict[str, Path]) -> dict[str, float]:
     for line in (learn_data["corpus"] / "labels.jsonl").read_text().splitlines():
         row = json.loads(line)
         labels[row["key"]] = row
-    pairs = [p for p in read_shard_pairs(learn_data["shards"], "test") if not labels[p.key]["compound"]]
+    # held-out articles only (val + test, never trained on): ~430 single figures, so one sampling
+    # error moves accuracy by ~0.2 points rather than ~0.9
+    held_out = [(split, p) for split in ("val", "test") for p in read_shard_pairs(learn_data["shards"], split)
+                if not labels[p.key]["compound"]]
+    pairs = [p for _, p in held_out]
     images = encode_images(loaded, [p.image for p in pairs])
-    texts = encode_texts(loaded, [p.caption for p in pairs])
-    metrics = retrieval_metrics(images, texts, list(range(len(pairs))))
+    # retrieval over the test split alone (~220 candidates per query, as the issue asks)
+    test = [i for i, (split, _) in enumerate(held_out) if split == "test"]
+    texts = encode_texts(loaded, [pairs[i].caption for i in test])
+    metrics = retrieval_metrics(images[test], texts, list(range(len(test))))
+    metrics["n_retrieval"] = len(test)
     truth = [classes["classes"].index(labels[p.key]["modality"]) for p in pairs]
     probs = class_probabilities(images, class_embeddings(loaded, classes["classes"], classes["templates"]))
     metrics["zero_shot_modality_accuracy"] = accuracy(probs, truth)
@@ -98,14 +105,15 @@ def test_tiny_model_learns(trained_run: tuple[Path, dict], learn_data: dict[str,
     trained = _evaluate(out / "bundle", learn_data)
     untrained = _evaluate(out / "init_bundle", learn_data)
     print({"trained": trained, "untrained": untrained})
-    assert trained["n"] >= 80
+    assert trained["n"] >= 300
     assert trained["chance_modality"] <= 0.2
     # Zero-shot modality (prompt ensemble from classes.json): the issue's bar, ≥ 0.8 with chance ≤ 0.2,
-    # and far above the same model untrained. Measured 0.87–0.92 on val/test at this budget.
+    # and far above the same model untrained. Measured 0.897 and 0.894 (seeds 0, 1) at this budget.
     assert trained["zero_shot_modality_accuracy"] >= 0.8
     assert trained["zero_shot_modality_accuracy"] >= untrained["zero_shot_modality_accuracy"] + 0.4
-    chance_r5 = 5 / trained["n"]
-    assert trained["image_to_text_R@5"] >= max(6 * chance_r5, untrained["image_to_text_R@5"] + 0.2)
+    chance_r5 = 5 / trained["n_retrieval"]
+    assert trained["image_to_text_R@5"] >= max(10 * chance_r5, untrained["image_to_text_R@5"] + 0.15)
+    assert trained["image_to_text_median_rank"] <= trained["n_retrieval"] / 10
     # artefacts a user needs: CSV of steps, TensorBoard events, summary with validation metrics
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,epoch") and len(rows) > 20
