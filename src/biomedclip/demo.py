@@ -78,11 +78,11 @@ def run_demo(out: Path, config: DemoConfig | None = None, *, console: Console | 
     config = config or DemoConfig()
     console = console or Console()
     workers = config.workers or default_workers()
-    out = Path(out).resolve()
+    out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    paths = {name: out / name for name in ("corpus", "shards", "tokenizer", "run", "bundle", "eval",
+    paths = {name: out / name for name in ("corpus", "shards", "tokenizer", "run", "bundle", "testsets", "eval",
                                            "embeddings", "index")}
     steps = _Steps(console)
     started = time.monotonic()
@@ -106,7 +106,9 @@ def run_demo(out: Path, config: DemoConfig | None = None, *, console: Console | 
                          lambda: _train(paths, config, console))
     evaluation = steps.run("evaluate", "evaluate on the held-out test split (trained vs untrained)",
                            f"biomedclip eval retrieval --model {paths['bundle']} --data {paths['shards']} "
-                           f"--split test --out {paths['eval']}/retrieval",
+                           f"--split test --out {paths['eval']}/retrieval  &&  biomedclip eval zeroshot --model "
+                           f"{paths['bundle']} --data {paths['testsets']}/synthetic-modality --task "
+                           f"{paths['testsets']}/synthetic-modality.json --out {paths['eval']}/modality",
                            lambda: _evaluate(paths, corpus, config, console))
     search = steps.run("search", "embed the test images, build the index, search",
                        f"biomedclip embed {paths['shards']} --split test --model {paths['bundle']} --out "
@@ -188,17 +190,23 @@ def _train(paths: dict[str, Path], config: DemoConfig, console: Console) -> dict
 
 def _evaluate(paths: dict[str, Path], corpus: Path, config: DemoConfig, console: Console) -> dict[str, Any]:
     from biomedclip.evaluate.cache import FeatureCache
-    from biomedclip.evaluate.datasets import load_retrieval
+    from biomedclip.evaluate.datasets import load_classification, load_retrieval
     from biomedclip.evaluate.report import write_report
     from biomedclip.evaluate.retrieval import evaluate_retrieval
     from biomedclip.evaluate.suite import model_info
-    from biomedclip.evaluate.synthetic import synthetic_task
+    from biomedclip.evaluate.synthetic import export_task_folder, synthetic_task
+    from biomedclip.evaluate.taskfile import load_task
     from biomedclip.evaluate.zeroshot import evaluate_zeroshot
     from biomedclip.models.factory import load_model
 
     retrieval = load_retrieval(paths["shards"], "test")
-    tasks = [synthetic_task(corpus, paths["shards"], split="test"),
-             synthetic_task(corpus, paths["shards"], split="test", attribute="finding")]
+    # The labelled test figures as an image folder + task file: the layout of any user's dataset,
+    # so the printed `biomedclip eval zeroshot` commands repeat exactly this evaluation.
+    tasks = []
+    for attribute in ("modality", "finding"):
+        folder, task_file = export_task_folder(*synthetic_task(corpus, paths["shards"], split="test",
+                                                               attribute=attribute), paths["testsets"])
+        tasks.append((load_classification(folder), load_task(task_file)))
     numbers: dict[str, Any] = {}
     for label, bundle in (("trained", paths["bundle"]), ("untrained", paths["run"] / "init_bundle")):
         loaded = load_model(bundle)

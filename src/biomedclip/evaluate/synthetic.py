@@ -19,7 +19,7 @@ from biomedclip.data.shards import iter_jsonl
 from biomedclip.evaluate.datasets import ClassificationData, LabeledSplit, MemoryImages
 from biomedclip.evaluate.taskfile import TaskSpec
 
-__all__ = ["SyntheticTaskError", "synthetic_task"]
+__all__ = ["SyntheticTaskError", "export_task_folder", "synthetic_task"]
 
 
 class SyntheticTaskError(ValueError):
@@ -89,3 +89,23 @@ def synthetic_task(corpus: Path, shards: Path, *, split: str = "test", attribute
     task = TaskSpec(name=name, classes=classes, templates=list(entry["templates"]), source=str(corpus / "classes.json"),
                     description=f"{attribute} of synthetic figures" + (f" ({modality})" if modality else ""))
     return data, task
+
+
+def export_task_folder(data: ClassificationData, task: TaskSpec, out: Path, split: str = "test") -> tuple[Path, Path]:
+    """Write a synthetic task as the layouts any user has: an image folder and a task file.
+
+    ``out/<task>/<class>/<key>.jpg`` (one sub-folder per class, spaces as ``_``) and
+    ``out/<task>.json`` with the class names and templates, so the same evaluation runs through
+    ``biomedclip eval zeroshot --data out/<task> --task out/<task>.json`` like on any dataset.
+    """
+    out = Path(out)
+    folder = out / task.name
+    part = data.split(split)
+    for (name, payload), label in zip(part.images.items, part.labels, strict=True):
+        target = folder / task.classes[int(label)].replace(" ", "_").replace("/", "-") / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
+    task_file = out / f"{task.name}.json"
+    task_file.write_text(json.dumps({"name": task.name, "classes": task.classes, "templates": task.templates,
+                                     "metric": "accuracy", "description": task.description}, indent=2) + "\n")
+    return folder, task_file
