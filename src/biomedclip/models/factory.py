@@ -381,11 +381,11 @@ def _create(name: str, text_cfg: dict[str, Any], *, device: str | torch.device, 
     import open_clip
 
     register_builtin_configs()
-    # open_clip warns "initialized randomly" when load_weights=False; here weights follow at once
-    quiet = _DropRandomInitWarning() if not load_weights else None
+    # open_clip warns "initialized randomly" whenever no pretrained tag is given: here either weights
+    # follow at once (bundles, checkpoints) or random init is the documented meaning of a built-in name.
+    quiet = _DropRandomInitWarning()
     root = logging.getLogger()
-    if quiet is not None:
-        root.addFilter(quiet)
+    root.addFilter(quiet)
     try:
         return open_clip.create_model_and_transforms(
             name, load_weights=load_weights, precision=precision, device=device,
@@ -396,8 +396,7 @@ def _create(name: str, text_cfg: dict[str, Any], *, device: str | torch.device, 
             raise
         raise ModelLoadError(f"could not create {name!r}: {exc}") from exc
     finally:
-        if quiet is not None:
-            root.removeFilter(quiet)
+        root.removeFilter(quiet)
 
 
 def _load_builtin(name: str, *, device: str | torch.device, precision: str, tokenizer_dir: Path | None,
