@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,6 +144,14 @@ def test_settings_must_match_to_resume(learn_data, trained_run, tmp_path):
     assert again["resumed"] and again["items_per_s_last_run"] is None
     redone = embed_images([tar], model, tmp_path / "emb", workers=0, dtype="float16", overwrite=True)
     assert redone["count"] == len(shard_items(tar)) and not redone["resumed"]
+    # killed between writing the plan and the info file: starts afresh; a foreign folder is refused
+    (tmp_path / "early").mkdir()
+    shutil.copy(tmp_path / "emb" / "plan.parquet", tmp_path / "early" / "plan.parquet")
+    assert embed_images([tar], model, tmp_path / "early", workers=0)["count"] == redone["count"]
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(EmbeddingStoreError, match="not an embeddings folder"):
+        embed_images([tar], model, tmp_path / "foreign", workers=0)
     with pytest.raises(InputError, match="no such file"):
         discover_images([tmp_path / "missing"])
     with pytest.raises(EmbeddingStoreError, match="not an embeddings folder"):

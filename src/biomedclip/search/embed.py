@@ -147,7 +147,6 @@ def embed_images(
     axis: int = -1,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
-    stop_after_chunks: int | None = None,
 ) -> dict[str, Any]:
     """Embed every image of ``inputs`` into the embeddings folder ``out``; returns its info.
 
@@ -162,7 +161,6 @@ def embed_images(
         dtype: ``float32`` or ``float16`` for the stored vectors.
         bf16: use bf16 autocast where the hardware supports it (``False`` forces fp32).
         window, slice_index, axis: DICOM/NIfTI display options (see :mod:`biomedclip.io.medical`).
-        stop_after_chunks: stop after writing this many chunks (tests and time-boxed jobs).
     """
     loaded = _load(model)
     precision = resolve_precision(bf16)
@@ -185,7 +183,6 @@ def embed_images(
             dataset, batch_sampler=ChunkBatches([writer.chunk_range(i) for i in pending], batch_size),
             num_workers=n_workers, collate_fn=collate_items, prefetch_factor=4 if n_workers else None)
         buffers = {i: _ChunkBuffer([], [], {}, len(writer.chunk_range(i))) for i in pending}
-        written = 0
         net = loaded.model.eval()
         with torch.inference_mode(), autocast_for(precision):
             for rows, pixels, errors in loader:
@@ -202,11 +199,8 @@ def embed_images(
                     vectors = np.concatenate(buf.vectors) if buf.vectors else np.zeros((0, _dim(loaded)), np.float32)
                     writer.write_chunk(chunk, vectors, buf.ok, buf.errors)
                     del buffers[chunk]
-                    written += 1
                 if progress is not None:
                     progress(done + processed, total, processed / max(time.perf_counter() - started, 1e-9))
-                if stop_after_chunks is not None and written >= stop_after_chunks:
-                    return {**writer.info, "status": "stopped", "chunks_written": written}
     seconds = time.perf_counter() - started
     return writer.finish({"precision": precision, "seconds_last_run": round(seconds, 3),
                           "items_per_s_last_run": round(processed / seconds, 2) if processed else None,

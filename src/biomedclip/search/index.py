@@ -363,7 +363,7 @@ def build_index(
         index.do_polysemous_training = False  # it makes PQ training ~100× slower
     if not index.is_trained:
         say("train")
-        size = min(n, train_size or max(64 * (plan.nlist or 1), 10_000))
+        size = min(n, train_size or max(40 * (plan.nlist or 1), 10_000))  # faiss asks ≥ 39 per list
         rng = np.random.default_rng(seed)
         index.train(source.take(np.sort(rng.choice(n, size=size, replace=False))))
     say("add")

@@ -116,7 +116,10 @@ class EmbeddingWriter:
             self.info = info
             self.resumed = True
         else:
-            if self.out.exists() and any(self.out.iterdir()) and not overwrite and not info_path.is_file():
+            # a run killed between writing its plan and its info file left only these behind
+            leftovers = {PLAN, PLAN + ".tmp", INFO + ".tmp", CHUNKS}
+            if (self.out.exists() and not overwrite
+                    and any(p.name not in leftovers or (p.is_dir() and any(p.iterdir())) for p in self.out.iterdir())):
                 raise EmbeddingStoreError(f"{self.out} exists and is not an embeddings folder; choose another --out")
             if overwrite and self.out.exists():
                 self._clear()
