@@ -248,7 +248,7 @@ def print_train_summary(summary: dict) -> None:
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes (replaced if it exists).")]
+    out: Annotated[Path, typer.Option(help="Output folder (an earlier demo output there is replaced).")]
     = Path("demo_out"),
     articles: Annotated[int | None, typer.Option(min=50, help="Synthetic articles (default 2000; --small: 400).")]
     = None,
@@ -271,7 +271,11 @@ def demo(
         config = replace(config, articles=articles)
     if steps:
         config = replace(config, steps=steps)
-    run_demo(out, config, console=console)
+    try:
+        run_demo(out, config, console=console)
+    except FileExistsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 def _register_eval_commands() -> None:

@@ -26,6 +26,7 @@ from rich.table import Table
 # Queries a reader of the demo can judge by eye: each names one modality of the corpus.
 TEXT_QUERIES = ("chest X-ray showing an opacity", "H&E-stained section of a tumour", "western blot")
 IMAGE_QUERY_MODALITY = "brain MRI"
+DEMO_MARKER = ".biomedclip-demo"
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ class _Steps:
 
 
 def run_demo(out: Path, config: DemoConfig | None = None, *, console: Console | None = None) -> dict[str, Any]:
-    """Run every step into ``out`` (replaced if it exists) and return the demo summary.
+    """Run every step into ``out`` and return the demo summary.
+
+    A folder from an earlier demo run is replaced; any other non-empty folder is refused.
 
     The summary (also ``out/summary.json``) holds per-step wall times, the training summary and the
     trained/untrained evaluation numbers; ``out/report.md`` is the readable version.
@@ -79,9 +82,12 @@ def run_demo(out: Path, config: DemoConfig | None = None, *, console: Console | 
     console = console or Console()
     workers = config.workers or default_workers()
     out = Path(out)
-    if out.exists():
+    if out.exists() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).is_file():  # never delete a folder the demo did not write
+            raise FileExistsError(f"{out} exists and is not a demo output folder; choose another --out")
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text("written by `biomedclip demo`; the demo replaces this folder when rerun\n")
     paths = {name: out / name for name in ("corpus", "shards", "tokenizer", "run", "bundle", "testsets", "eval",
                                            "embeddings", "index")}
     steps = _Steps(console)

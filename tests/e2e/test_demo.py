@@ -75,3 +75,16 @@ def test_every_artefact_exists_and_loads(demo_run: tuple[Path, str]) -> None:
                    "trained vs untrained", "Wall time per step"):
         assert needle in stdout, needle
     assert "INFO:root" not in stdout
+
+
+def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    result = subprocess.run([BIN, "demo", "--small", "--out", str(tmp_path)], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "160"}, timeout=120)
+    assert result.returncode == 2 and "not a demo output folder" in result.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_demo_folder_is_marked_for_safe_reruns(demo_run: tuple[Path, str]) -> None:
+    out, _ = demo_run
+    assert (out / ".biomedclip-demo").is_file()
