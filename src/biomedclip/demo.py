@@ -165,8 +165,9 @@ def _build(paths: dict[str, Path], config: DemoConfig, workers: int, console: Co
 def _tokenizer(paths: dict[str, Path], config: DemoConfig, console: Console) -> dict[str, Any]:
     from biomedclip.models.tokenizer import iter_captions, measure_tokens, plot_token_lengths, train_tokenizer
 
-    train_tokenizer(iter_captions(paths["shards"], split="train"), config.vocab_size, paths["tokenizer"])
-    measured = measure_tokens(iter_captions(paths["shards"], split="train"), paths["tokenizer"])
+    captions = list(iter_captions(paths["shards"], split="train"))  # read the shards once for both uses
+    train_tokenizer(captions, config.vocab_size, paths["tokenizer"])
+    measured = measure_tokens(captions, paths["tokenizer"])
     stats = measured.stats()
     plot_token_lengths(measured.lengths, paths["tokenizer"] / "token_lengths.png")
     vocab = len((paths["tokenizer"] / "vocab.txt").read_text(encoding="utf-8").splitlines())
@@ -231,7 +232,6 @@ def _evaluate(paths: dict[str, Path], corpus: Path, config: DemoConfig, console:
 
 
 def _search(paths: dict[str, Path], corpus: Path, console: Console) -> dict[str, Any]:
-    from biomedclip.evaluate.synthetic import synthetic_task
     from biomedclip.models.factory import load_model
     from biomedclip.search.embed import embed_images
     from biomedclip.search.index import build_index
@@ -247,12 +247,10 @@ def _search(paths: dict[str, Path], corpus: Path, console: Console) -> dict[str,
         hits = searcher.search_text(query, k=5)
         _print_hits(console, f"text: “{query}”", hits, labels)
         found["queries"].append({"query": query, "hits": [_hit_row(h, labels) for h in hits]})
-    data, task = synthetic_task(corpus, paths["shards"], split="test")
-    wanted = task.classes.index(IMAGE_QUERY_MODALITY)
-    pick = next(i for i, label in enumerate(data.split("test").labels) if label == wanted)
-    images = data.split("test").images
-    query_key = images.describe(pick).removesuffix(".jpg")
-    hits = searcher.search_image(images.load(pick), k=6)
+    # the query image: the first test figure of that modality in the exported evaluation folder
+    query_file = min((paths["testsets"] / "synthetic-modality" / IMAGE_QUERY_MODALITY.replace(" ", "_")).glob("*.jpg"))
+    query_key = query_file.stem
+    hits = searcher.search_image(query_file, k=6)
     _print_hits(console, f"image: {query_key} ({IMAGE_QUERY_MODALITY})", hits, labels)
     found["queries"].append({"image": query_key, "modality": IMAGE_QUERY_MODALITY,
                              "hits": [_hit_row(h, labels) for h in hits]})

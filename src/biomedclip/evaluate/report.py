@@ -257,20 +257,16 @@ def _plots(result: TaskResult, out: Path, base: str) -> list[Path]:
         reference["all labels"] = result.metrics["accuracy"]
     if "majority_accuracy" in result.details:
         reference["majority class"] = result.details["majority_accuracy"]
-    kshot = result.details.get("kshot")
-    if kshot and kshot.get("summary"):
-        rows = kshot["summary"]
-        written.append(plot_curve([r["k"] for r in rows], [r["accuracy_mean"] for r in rows],
-                                  [r["accuracy_sd"] for r in rows], out / f"{base}_kshot.png",
-                                  f"{result.name}: k-shot linear probe", "shots per class (k)", "test accuracy",
-                                  reference, log_x=True))
-    fractions = result.details.get("fractions")
-    if fractions and fractions.get("summary"):
-        rows = fractions["summary"]
-        written.append(plot_curve([r["fraction"] for r in rows], [r["accuracy_mean"] for r in rows],
-                                  [r["accuracy_sd"] for r in rows], out / f"{base}_fractions.png",
-                                  f"{result.name}: label fraction", "share of training labels", "test accuracy",
-                                  reference, log_x=True))
+    # accuracy curves of the linear probe: (details key, x field, file suffix, title, x label)
+    curves = (("kshot", "k", "kshot", "k-shot linear probe", "shots per class (k)"),
+              ("fractions", "fraction", "fractions", "label fraction", "share of training labels"))
+    for key, x_field, suffix, title, xlabel in curves:
+        block = result.details.get(key)
+        if block and block.get("summary"):
+            rows = block["summary"]
+            written.append(plot_curve([r[x_field] for r in rows], [r["accuracy_mean"] for r in rows],
+                                      [r["accuracy_sd"] for r in rows], out / f"{base}_{suffix}.png",
+                                      f"{result.name}: {title}", xlabel, "test accuracy", reference, log_x=True))
     if result.kind == "retrieval":
         ks = result.details.get("ks", [])
         written.append(plot_recall(result.metrics, ks, out / f"{base}_recall.png", f"{result.name}: Recall@K"))
