@@ -241,8 +241,12 @@ def test_every_nxml_parses_and_labels_match_figures(small: tuple[Path, SynthSumm
             assert href == row["graphic_href"] and row["media"].startswith(href)
         licenses = _by_local(root, "license")
         assert licenses and "creativecommons.org" in licenses[0].get("{http://www.w3.org/1999/xlink}href")
+        # figure xrefs point at figures (or groups), bibliography xrefs at the reference list
+        targets = {"fig": {el.get("id") for el in _by_local(root, "fig") + _by_local(root, "fig-group")},
+                   "bibr": {el.get("id") for el in _by_local(root, "ref")}}
         for xref in _by_local(root, "xref"):
-            assert xref.get("ref-type") == "fig"
+            assert xref.get("rid") in targets[xref.get("ref-type")]
+        assert len(targets["bibr"]) >= 16  # a reference list of realistic length
     assert n_articles == N_SMALL
     assert wrappers["article"] > 0
 

@@ -134,6 +134,57 @@ def data_build(
         raise typer.Exit(1)
 
 
+@data_app.command("captions")
+def data_captions(
+    sources: Annotated[list[str], typer.Argument(
+        help="Article sources, as for `data build`: folders, PMCxxxx.tar.gz packages, fsspec URLs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (captions.parquet, errors.jsonl, "
+                                                          "stats.json).")],
+    metadata: Annotated[bool, typer.Option(help="Add article title, journal, year, type and licence.")] = False,
+    citing_sentences: Annotated[bool, typer.Option(help="Add the body sentences citing each figure.")] = False,
+    executor: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    workers: Annotated[int, typer.Option(help="Worker processes / Ray CPUs (0 = all cores).")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT/captions.parquet if it exists.")] = False,
+    storage_option: Annotated[list[str], typer.Option(
+        help="fsspec storage option key=value, repeatable.")] = [],  # noqa: B006
+    ray_address: Annotated[str, typer.Option(help="Connect to an existing Ray cluster (default: start one).")] = "",
+) -> None:
+    """Dump every figure's caption to Parquet without reading any image (fast; for text-only uses).
+
+    One row per <fig>: key, pmcid, pmid, doi, fig_id, label, caption_title, caption, graphics,
+    source; --metadata and --citing-sentences add columns (and cost). Figures without a caption
+    are kept with an empty one, so counts match the articles.
+    """
+    from biomedclip.data.captions import CaptionsConfig, CaptionsError, dump_captions
+    from biomedclip.data.executors import default_workers
+    from biomedclip.data.sources import SourceError, parse_storage_options
+    from biomedclip.ui import progress_bar
+
+    if executor not in ("local", "ray"):
+        raise typer.BadParameter("use 'local' or 'ray'", param_hint="--executor")
+    config = CaptionsConfig(
+        sources=list(sources), out=out, metadata=metadata, citing_sentences=citing_sentences,
+        executor=executor, workers=workers or default_workers(), overwrite=overwrite,  # type: ignore[arg-type]
+        storage_options=parse_storage_options(storage_option) or None, ray_address=ray_address or None,
+    )
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("reading captions", total=None, info="")
+            stats = dump_captions(config, progress=lambda p: bar.update(
+                task, completed=p.articles, info=f"figures {p.figures:,} · errors {p.errors:,}"))
+    except (CaptionsError, SourceError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    articles, figures = stats["articles"], stats["figures"]
+    console.print(
+        f"{articles['seen']:,} articles ({articles['failed']:,} failed), {figures['found']:,} figures "
+        f"({figures['with_caption']:,} with a caption) → [green]{out / 'captions.parquet'}[/green]"
+    )
+    if stats["error_count"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats["errors"].items()))
+        console.print(f"[yellow]{stats['error_count']} errors[/yellow] ({reasons}); see {out / 'errors.jsonl'}")
+
+
 @data_app.command("stats")
 def data_stats(
     folder: Annotated[Path, typer.Argument(help="A build's output folder.")],

@@ -143,10 +143,11 @@ def _parse_root(xml: bytes, where: str, edit: bool = True) -> tuple[etree._Eleme
             return etree.fromstring(edited, _parser(recover=False)), namespace
         except etree.XMLSyntaxError:
             pass
+    strict = _parser(recover=False)
     try:
-        return etree.fromstring(xml, _parser(recover=False)), None
+        return etree.fromstring(xml, strict), None
     except etree.XMLSyntaxError as exc:
-        if not _only_namespace_errors(exc):
+        if not _only_namespace_errors(strict):
             raise JatsError(_syntax_reason(exc), f"{where}: {exc}") from None
         root = etree.fromstring(xml, _parser(recover=True))
         if root is None:
@@ -412,9 +413,14 @@ def _last_reference_span(xml: bytes) -> tuple[int, int] | None:
     return pos, end
 
 
-def _only_namespace_errors(exc: etree.XMLSyntaxError) -> bool:
-    """True when the document is well-formed and only namespace declarations are missing."""
-    errors = [e for e in exc.error_log if e.level >= etree.ErrorLevels.ERROR]
+def _only_namespace_errors(parser: etree.XMLParser) -> bool:
+    """True when the document just parsed is well-formed and only namespace declarations are missing.
+
+    Reads the parser's own log, which holds that parse alone: the exception's ``error_log`` can
+    also carry errors of earlier, unrelated parses in the same thread, which made the answer
+    depend on what the process had parsed before.
+    """
+    errors = [e for e in parser.error_log if e.level >= etree.ErrorLevels.ERROR]
     return bool(errors) and all(e.domain == etree.ErrorDomains.NAMESPACE for e in errors)
 
 
@@ -1215,13 +1221,15 @@ def _license(permissions: etree._Element | None) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------- article
 
 
-def _fill_metadata(record: Article, article: etree._Element) -> None:
+def _fill_metadata(record: Article, article: etree._Element, ids_only: bool = False) -> None:
     """Metadata from the article's own ``<front>`` only (never from a sub-article).
 
     One loop over ``<front>``'s and one over ``<article-meta>``'s children find every element read
     here (a lookup per name costs more than looking at each of these few children once).
+    ``ids_only`` stops after the identifiers.
     """
-    record.article_type = article.get("article-type", "").strip()
+    if not ids_only:
+        record.article_type = article.get("article-type", "").strip()
     front = _first_child(article, "front")
     if front is None:
         return
@@ -1233,8 +1241,12 @@ def _fill_metadata(record: Article, article: etree._Element) -> None:
                 meta = el
         elif tag == "journal-meta" and journal_meta is None:
             journal_meta = el
-    record.journal = _journal(journal_meta)
+    if not ids_only:
+        record.journal = _journal(journal_meta)
     if meta is None:
+        return
+    if ids_only:
+        record.pmcid, record.pmid, record.doi = _article_ids(list(meta.iterchildren("article-id")))
         return
     ids: list[etree._Element] = []
     dates: list[etree._Element] = []
@@ -1256,19 +1268,26 @@ def _fill_metadata(record: Article, article: etree._Element) -> None:
     record.license, record.license_raw = _license(permissions)
 
 
-def parse_article(xml: bytes, source: str = "") -> Article:
+def parse_article(
+    xml: bytes, source: str = "", *, metadata: bool = True, citing_sentences: bool = True
+) -> Article:
     """Parse one JATS document (bare ``<article>``, ``<pmc-articleset>`` or OAI-PMH wrapped).
 
     The first element named ``article`` (any namespace) is used. Raises :class:`JatsError` with
     reason ``empty_file``, ``malformed_xml``, ``invalid_encoding`` or ``no_article``; ``source``
     only serves to name the input in the error detail.
+
+    The data build needs everything. A caption dump does not: ``metadata=False`` fills only the
+    identifiers (pmcid, pmid, doi) and ``citing_sentences=False`` leaves those lists empty; after
+    the parse itself, these two are most of the remaining cost (see ``biomedclip data captions``).
+    The figures and captions are the same either way.
     """
     where = source or "<xml>"
     article, figs, xrefs = _open_article(xml, where)
     record = Article()
-    _fill_metadata(record, article)
+    _fill_metadata(record, article, ids_only=not metadata)
     record.figures, targets = _extract_figures(figs)
-    if targets and xrefs:
+    if citing_sentences and targets and xrefs:
         _attach_citing_sentences(xrefs, targets)
     return record
 

@@ -2497,6 +2497,138 @@ def _back_xml(rng: np.random.Generator) -> str:
     return f"<back><ref-list><title>References</title>{refs}</ref-list></back>"
 
 
+# What makes a real PMC article ~15x larger than its figures need: a reference list of dozens of
+# entries (about a third of the bytes), many paragraphs citing them, affiliations, keywords,
+# acknowledgements, tables. Readers of JATS pay for all of it (the realdata articles average 82 KB),
+# so the synthetic corpus carries it too; none of it is read into a figure record.
+_RELATED = (
+    "Previous studies of {t} reported heterogeneous outcomes{c}.",
+    "Imaging plays a central role in the work-up of {t}{c}.",
+    "Large cohorts have described the natural history of {t}{c}.",
+    "Guidelines recommend a multidisciplinary approach to {t}{c}.",
+    "Animal models have clarified several aspects of {t}{c}.",
+    "Risk factors for {t} include age, smoking and metabolic disease{c}.",
+    "Recent reviews summarise the diagnostic criteria for {t}{c}.",
+    "Deep learning methods have been applied to images of {t}{c}.",
+    "Inter-observer agreement in {t} is moderate at best{c}.",
+    "Treatment response in {t} varies between centres{c}.",
+)
+_METHOD_DETAIL = (
+    "Samples were processed within two hours of collection{c}.",
+    "Two observers blinded to the clinical data read all images{c}.",
+    "Continuous variables are given as mean and standard deviation.",
+    "Group differences were tested with the Mann-Whitney U test{c}.",
+    "A two-sided p value below 0.05 was considered significant.",
+    "Missing data were handled by multiple imputation{c}.",
+    "Sample size was estimated from a pilot study{c}.",
+    "Written informed consent was obtained from all participants.",
+)
+_JOURNAL_ABBREVS = ("J Clin Invest", "Radiology", "Lancet", "Nat Med", "PLoS One", "BMC Med", "Eur Radiol",
+                    "Mod Pathol", "Ophthalmology", "Cell Rep")  # fmt: skip
+_DEPARTMENTS = ("Radiology", "Pathology", "Medicine", "Cell Biology", "Ophthalmology")
+_INSTITUTIONS = ("University Hospital", "Medical School", "Research Institute")
+_COUNTRIES = ("Germany", "Japan", "Brazil", "Nigeria", "Canada", "India")
+_FIRST_REF = 4  # _back_xml numbers its (1-3) references from B1; the bulk's follow
+
+
+class _ScholarlyBulk:
+    """Affiliations, keywords, cited paragraphs, a table, references and acknowledgements.
+
+    Inserted around the parts ``_front_xml``/``_body_xml``/``_back_xml`` write, at places no
+    figure record reads: after the contributors and the abstract, inside the Introduction, Methods
+    and Discussion sections (never into a paragraph that cites a figure), and at the end of the
+    reference list.
+    """
+
+    def __init__(self, rng: np.random.Generator, topic: str) -> None:
+        self.rng = rng
+        self.topic = topic
+        self.refs = int(rng.integers(15, 61))
+
+    def _cite(self) -> str:
+        if self.rng.random() < 0.35:
+            return ""
+        first = _FIRST_REF + int(self.rng.integers(0, self.refs))
+        xref = f'<xref ref-type="bibr" rid="B{first}">{first}</xref>'
+        if self.rng.random() < 0.3 and first + 1 < _FIRST_REF + self.refs:
+            xref += f',<xref ref-type="bibr" rid="B{first + 1}">{first + 1}</xref>'
+        return f" [{xref}]"
+
+    def _paragraphs(self, pool: Sequence[str], count: int) -> str:
+        out = []
+        for _ in range(count):
+            picks = self.rng.permutation(len(pool))[: int(self.rng.integers(3, 6))]
+            sentences = (pool[int(i)].format(t=escape(self.topic), c="{c}") for i in picks)
+            out.append("<p>" + " ".join(x.replace("{c}", self._cite()) for x in sentences) + "</p>")
+        return "".join(out)
+
+    def front(self, front: str) -> str:
+        affs = "".join(
+            f'<aff id="aff{k}"><label>{k}</label>Department of {_pick(self.rng, _DEPARTMENTS)}, '
+            f"{_pick(self.rng, _INSTITUTIONS)} {escape(_pick(self.rng, _SURNAMES))}, "
+            f"<country>{_pick(self.rng, _COUNTRIES)}</country></aff>"
+            for k in range(1, int(self.rng.integers(2, 5)))
+        )
+        keywords = "".join(f"<kwd>{w}</kwd>" for w in (escape(self.topic), "imaging", "case series",
+                                                         "biomarkers")[: int(self.rng.integers(2, 5))])
+        front = front.replace("</contrib-group>", f"</contrib-group>{affs}", 1)
+        return front.replace("</abstract>", f'</abstract><kwd-group kwd-group-type="author">{keywords}'
+                             "</kwd-group>", 1)
+
+    def _table(self) -> str:
+        rows = "".join(
+            f"<tr><td>{name}</td><td>{self.rng.normal(50, 12):.1f} ± {self.rng.uniform(2, 9):.1f}</td>"
+            f"<td>{self.rng.normal(55, 12):.1f} ± {self.rng.uniform(2, 9):.1f}</td>"
+            f"<td>{self.rng.uniform(0.001, 0.9):.3f}</td></tr>"
+            for name in ("Age (years)", "BMI (kg/m2)", "Follow-up (months)", "Score", "Lesion size (mm)")
+        )
+        return (
+            '<table-wrap id="T1" position="float"><label>Table 1</label><caption><p>Characteristics of the '
+            f"study population.</p></caption><table frame=\"hsides\"><thead><tr><th>Variable</th><th>Group A"
+            f"</th><th>Group B</th><th>p</th></tr></thead><tbody>{rows}</tbody></table>"
+            "<table-wrap-foot><fn><p>Values are mean ± SD.</p></fn></table-wrap-foot></table-wrap>"
+        )
+
+    def body(self, body: str) -> str:
+        intro = self._paragraphs(_RELATED, int(self.rng.integers(2, 5)))
+        methods = self._paragraphs(_METHOD_DETAIL, int(self.rng.integers(2, 5)))
+        if self.rng.random() < 0.5:
+            methods += self._table()
+        discussion = self._paragraphs(_RELATED, int(self.rng.integers(3, 6)))
+        for sec, extra in (('id="s1"', intro), ('id="s2"', methods), ('id="s4"', discussion)):
+            start = body.index(f"<sec {sec}>")
+            end = body.index("</sec>", start)
+            body = body[:end] + extra + body[end:]
+        return body
+
+    def back(self, back: str) -> str:
+        refs = "".join(self._reference(k) for k in range(_FIRST_REF, _FIRST_REF + self.refs))
+        ack = "<ack><p>We thank the patients and the staff of the imaging department.</p></ack>"
+        back = back.replace("<back>", f"<back>{ack}", 1)
+        return back.replace("</ref-list>", f"{refs}</ref-list>", 1)
+
+    def _reference(self, k: int) -> str:
+        rng = self.rng
+        names = "".join(
+            f"<name><surname>{escape(_pick(rng, _SURNAMES))}</surname><given-names>"
+            f"{escape(_pick(rng, _GIVEN)[0])}</given-names></name>"
+            for _ in range(int(rng.integers(1, 7)))
+        )
+        year = int(rng.integers(1990, 2025))
+        first_page = int(rng.integers(1, 2000))
+        return (
+            f'<ref id="B{k}"><label>{k}</label><element-citation publication-type="journal">'
+            f'<person-group person-group-type="author">{names}</person-group><article-title>'
+            f"{escape(_cap(_pick(rng, _RELATED).format(t=self.topic, c='')))}</article-title>"
+            f"<source>{_pick(rng, _JOURNAL_ABBREVS)}</source><year>{year}</year>"
+            f"<volume>{int(rng.integers(1, 400))}</volume><fpage>{first_page}</fpage>"
+            f"<lpage>{first_page + int(rng.integers(3, 20))}</lpage>"
+            f'<pub-id pub-id-type="pmid">{int(rng.integers(1_000_000, 39_000_000))}</pub-id>'
+            f'<pub-id pub-id-type="doi">10.{int(rng.integers(1000, 9999))}/{int(rng.integers(10**6, 10**7))}'
+            "</pub-id></element-citation></ref>"
+        )
+
+
 def _article_title(rng: np.random.Generator, figs: list[_FigSpec], topic: str) -> str:
     if figs and rng.random() < 0.5:
         return f"{_cap(figs[0].panels[0].modality.name)} findings in {topic}: a report"
@@ -2515,13 +2647,22 @@ _BLOCK_END_RE = re.compile(
 )
 
 
-def _article_xml(rng: np.random.Generator, meta: _Meta, figs: list[_FigSpec]) -> bytes:
-    """The whole document in one of three wrappers, UTF-8 or ASCII with character references."""
+def _article_xml(
+    rng: np.random.Generator, meta: _Meta, figs: list[_FigSpec], prose: np.random.Generator
+) -> bytes:
+    """The whole document in one of three wrappers, UTF-8 or ASCII with character references.
+
+    ``prose`` draws the scholarly bulk (see ``_ScholarlyBulk``) from its own stream, so that bulk
+    can change without changing any figure, caption, citing sentence or metadata of a seed.
+    """
     topic = _pick(rng, _TOPICS[figs[0].panels[0].modality.id if figs else _pick(rng, MODALITIES).id])
     title = _article_title(rng, figs, topic)
     front = _front_xml(rng, meta, title, topic)
     body, floats = _body_xml(rng, meta, figs, topic)
-    inner = _BLOCK_END_RE.sub(r"\g<0>\n", f"\n{front}{body}{_back_xml(rng)}{floats}")
+    bulk = _ScholarlyBulk(prose, topic)
+    front, body = bulk.front(front), bulk.body(body)
+    back = bulk.back(_back_xml(rng))
+    inner = _BLOCK_END_RE.sub(r"\g<0>\n", f"\n{front}{body}{back}{floats}")
     attrs = f'article-type="{meta.article_type}" dtd-version="1.3" xml:lang="en"'
     decl = '<?xml version="1.0" encoding="UTF-8"?>\n'
     if meta.wrapper == "bare":
@@ -2597,7 +2738,7 @@ def _make_article(cfg: _Config, index: int) -> _ArticleResult:
     for fig in figs:
         _caption(rng, fig)
         _add_media(rng, cfg, meta, fig, media)
-    xml = _article_xml(rng, meta, figs)
+    xml = _article_xml(rng, meta, figs, np.random.default_rng([cfg.seed, index, 1]))
     source = _write_article(Path(cfg.out), meta, xml, media)
     rows = [_label_row(meta, fig, source) for fig in figs]
     return _ArticleResult(rows, meta.kind, meta.malformed, source)
