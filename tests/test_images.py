@@ -515,3 +515,30 @@ def test_resolve_graphic(href: str, available: list[str], expected: str | None) 
 def test_resolve_graphic_is_order_independent() -> None:
     names = ["f1.gif", "F1.JPG", "f1.jpg", "f1.png"]
     assert {resolve_graphic("f1", perm) for perm in (names, names[::-1], sorted(names))} == {"f1.jpg"}
+
+
+# ------------------------------------------------------------------------------ resize backend
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_libvips_resize_matches_pillow_bicubic(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """libvips (the fast path) and Pillow (the fallback) give the same size and nearly the same pixels."""
+    from biomedclip.data import images
+
+    if images._vips() is None:
+        pytest.skip("pyvips not installed")
+    rng = np.random.default_rng(0)
+    for width, height in [(768, 495), (769, 500), (1025, 1023), (2000, 131), (513, 4000)]:
+        base = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+        source = Image.fromarray(base).resize((width, height), Image.Resampling.BICUBIC).convert(mode)
+        target = images.fit_within(source.size, 512)
+        fast = images._resize(source, target)
+        monkeypatch.setattr(images, "_vips_module", False)  # as if libvips were not installed
+        slow = images._resize(source, target)
+        monkeypatch.undo()
+        assert fast.size == slow.size == target and fast.mode == slow.mode == mode
+        diff = np.abs(np.asarray(fast, dtype=int) - np.asarray(slow, dtype=int))
+        assert diff.mean() < 1.0 and np.percentile(diff, 99.9) <= 12, (width, height, diff.mean(), diff.max())
+    # modes with alpha stay with Pillow (premultiplied alpha)
+    rgba = Image.new("RGBA", (900, 600), (10, 200, 30, 128))
+    assert images._resize(rgba, (512, 341)).mode == "RGBA"

@@ -66,7 +66,10 @@ def map_ordered(
 
 def _map_process_pool(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int) -> Iterator[R]:
     # forkserver: no fork of a process that runs threads (Rich's refresh thread), cheap restarts.
+    # The server imports the task's module once and every worker forks from it with that module
+    # (lxml, Pillow, libvips, …) already loaded, instead of each importing it again at start-up.
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([fn.__module__])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque[Future[R]] = deque()
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable
+from typing import Any
 
 import imagehash
 import numpy as np
@@ -186,12 +187,69 @@ def _decode_normalise(im: Image.Image, max_side: int) -> tuple[Image.Image, int]
         target = fit_within(im.size, max_side)
     work = _working_image(im)
     if work.size != target:
-        work = work.resize(target, Image.Resampling.BICUBIC, reducing_gap=_REDUCING_GAP)
+        work = _resize(work, target)
     rgb = _flatten_to_rgb(work)
     fix = _ORIENTATION_FIX.get(orientation)
     if fix is not None:
         rgb = rgb.transpose(fix)
     return rgb, orientation
+
+
+def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """Bicubic, antialiased resize to ``target``: libvips for L/RGB, Pillow otherwise.
+
+    The resize is the costliest step of preparing a typical PMC figure (~750 px → 512 px: no
+    JPEG draft shrink applies below 2×): Pillow's scalar bicubic took ~60% longer than decoding.
+    libvips (``pyvips``, vectorised) computes the same Catmull-Rom bicubic with the same reducing
+    gap ~1.8× faster at equal quality (PSNR against a Lanczos reference: median 50.5 vs 50.2 dB,
+    minimum 40.0 vs 40.2 dB on the synthetic corpus). Images with alpha or in CMYK keep Pillow,
+    which handles their channels (premultiplied alpha) itself; so does everything when libvips is
+    not installed, or an unexpected libvips error.
+    """
+    vips = _vips()
+    if vips is not None and im.mode in _VIPS_BANDS:
+        try:
+            return _vips_resize(vips, im, target)
+        except vips.Error:
+            pass
+    return im.resize(target, Image.Resampling.BICUBIC, reducing_gap=_REDUCING_GAP)
+
+
+_VIPS_BANDS = {"L": 1, "RGB": 3}
+_vips_module: object = None  # not yet imported; False when unavailable
+
+
+def _vips() -> Any:
+    """pyvips, set up for one image at a time per process; None when it is not installed.
+
+    One thread (the build's parallelism is one process per core) and no operation cache (every
+    image is new, a cache would only hold memory).
+    """
+    global _vips_module
+    if _vips_module is None:
+        try:
+            import pyvips
+        except (ImportError, OSError):  # OSError: pyvips present but libvips cannot be loaded
+            _vips_module = False
+        else:
+            pyvips.cache_set_max(0)
+            pyvips.concurrency_set(1)
+            _vips_module = pyvips
+    return _vips_module or None
+
+
+def _vips_resize(vips: Any, im: Image.Image, target: tuple[int, int]) -> Image.Image:
+    width, height = im.size
+    source = vips.Image.new_from_memory(im.tobytes(), width, height, _VIPS_BANDS[im.mode], "uchar")
+    # vips rounds width × scale to the nearest pixel, like fit_within; the +0.01 px nudge keeps a
+    # product that lands just below .5 on the intended side
+    scaled = source.resize((target[0] + 0.01) / width, vscale=(target[1] + 0.01) / height,
+                           kernel="cubic", gap=_REDUCING_GAP)
+    if (scaled.width, scaled.height) != target:
+        scaled = scaled.crop(0, 0, min(scaled.width, target[0]), min(scaled.height, target[1]))
+        if (scaled.width, scaled.height) != target:
+            raise vips.Error("unexpected output size")
+    return Image.frombytes(im.mode, target, scaled.write_to_memory())
 
 
 def fit_within(size: tuple[int, int], max_side: int) -> tuple[int, int]:
