@@ -149,23 +149,27 @@ def dump_captions(
     errors: Counter[str] = Counter()
     schema = config.schema()
     buffer: list[dict[str, Any]] = []
-    with pq.ParquetWriter(partial, schema) as writer, (out / "errors.jsonl").open("w") as error_log:
-        for result in _results(config):
-            counts["articles_seen"] += 1
-            counts["articles_failed"] += not result.parsed
-            for error in result.errors:
-                errors[error.reason] += 1
-                error_log.write(json.dumps(error.to_dict(), ensure_ascii=False) + "\n")
-            counts["figures"] += len(result.rows)
-            counts["figures_with_caption"] += sum(1 for row in result.rows if row["caption"])
-            buffer.extend(result.rows)
-            if len(buffer) >= _ROW_GROUP:
+    try:
+        with pq.ParquetWriter(partial, schema) as writer, (out / "errors.jsonl").open("w") as error_log:
+            for result in _results(config):
+                counts["articles_seen"] += 1
+                counts["articles_failed"] += not result.parsed
+                for error in result.errors:
+                    errors[error.reason] += 1
+                    error_log.write(json.dumps(error.to_dict(), ensure_ascii=False) + "\n")
+                counts["figures"] += len(result.rows)
+                counts["figures_with_caption"] += sum(1 for row in result.rows if row["caption"])
+                buffer.extend(result.rows)
+                if len(buffer) >= _ROW_GROUP:
+                    writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+                    buffer.clear()
+                if progress is not None:
+                    progress(CaptionsProgress(counts["articles_seen"], counts["figures"], sum(errors.values())))
+            if buffer:
                 writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
-                buffer.clear()
-            if progress is not None:
-                progress(CaptionsProgress(counts["articles_seen"], counts["figures"], sum(errors.values())))
-        if buffer:
-            writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+    except BaseException:  # a bad source, Ctrl-C: no partial file left behind
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, target)
     stats = {
         "version": __version__,
