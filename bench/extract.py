@@ -14,7 +14,6 @@ Usage: python bench/extract.py [--articles 2000] [--memory-articles 10000] [--qu
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import platform
@@ -23,7 +22,6 @@ import statistics
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -37,6 +35,7 @@ from biomedclip.data.synthetic import synthesize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract_captions import run_caption_benchmark  # noqa: E402
+from measure import PeakRss  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
@@ -100,33 +99,6 @@ def raw_rate(blobs: list[bytes], processes: int) -> float:
         start = time.perf_counter()
         done = sum(pool.map(_raw_decode_encode, chunks))
         return done / (time.perf_counter() - start)
-
-
-class PeakRss:
-    """Samples the summed RSS of this process and its children every 100 ms."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for proc in [me, *me.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
-            self.peak = max(self.peak, total)
-            time.sleep(0.1)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def end_to_end(corpus: Path, work: Path, workers: int, rounds: int) -> dict:

@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,33 +31,19 @@ from biomedclip.train.monitor import read_log
 from biomedclip.train.recipe import Recipe, open_clip_args, plan_schedule
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from measure import PeakRss  # noqa: E402
 
 
 def run_measured(cmd: list[str]) -> tuple[float, int]:
     """Run a command; return (wall seconds, peak summed RSS of its process tree)."""
-    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            try:
-                total = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
-                peak = max(peak, total)
-            except psutil.Error:
-                pass
-            time.sleep(0.1)
-
-    thread = threading.Thread(target=sample, daemon=True)
     start = time.perf_counter()
-    thread.start()
-    code = proc.wait()
-    stop.set()
-    thread.join()
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with PeakRss(proc) as rss:
+        code = proc.wait()
     if code != 0:
         raise RuntimeError(f"{cmd[:4]} failed with {code}")
-    return time.perf_counter() - start, peak
+    return time.perf_counter() - start, rss.peak
 
 
 def steady_rate(log: Path) -> float:
