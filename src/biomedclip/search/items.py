@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -206,6 +206,18 @@ def shard_items(tar_path: Path, *, with_images: bool = True) -> list[Item]:
 
 def discover_images(inputs: Iterable[str | Path], *, split: Sequence[str] | None = None) -> list[Item]:
     """The ordered work list for image embedding (see the module docstring for what INPUT may be)."""
+    items = _discover(inputs, split, shard_items, _image_path_items)
+    _check_unique(items)
+    return items
+
+
+def _discover(
+    inputs: Iterable[str | Path],
+    split: Sequence[str] | None,
+    from_shard: Callable[[Path], list[Item]],
+    from_path: Callable[[Path], list[Item]],
+) -> list[Item]:
+    """Items of every input in order: shards (a build, split folder or .tar) or another path."""
     items: list[Item] = []
     for raw in inputs:
         path = Path(raw)
@@ -214,15 +226,18 @@ def discover_images(inputs: Iterable[str | Path], *, split: Sequence[str] | None
         tars = shard_files(path, split)
         if tars is not None:
             for tar in tars:
-                items += shard_items(tar)
-        elif path.is_dir():
-            items += _folder_items(path)
-        elif path.suffix.lower() in LIST_SUFFIXES:
-            items += _list_items(path)
+                items += from_shard(tar)
         else:
-            items.append(Item(key=path.name, source=str(path.resolve())))
-    _check_unique(items)
+            items += from_path(path)
     return items
+
+
+def _image_path_items(path: Path) -> list[Item]:
+    if path.is_dir():
+        return _folder_items(path)
+    if path.suffix.lower() in LIST_SUFFIXES:
+        return _list_items(path)
+    return [Item(key=path.name, source=str(path.resolve()))]
 
 
 def _check_unique(items: list[Item]) -> None:
@@ -264,22 +279,18 @@ def _str(value: Any) -> str | None:
 
 def discover_texts(inputs: Iterable[str | Path], *, split: Sequence[str] | None = None) -> list[Item]:
     """The ordered work list for text embedding; ``Item.caption`` holds the text."""
-    items: list[Item] = []
-    for raw in inputs:
-        path = Path(raw)
-        if not path.exists():
-            raise InputError(f"{path}: no such file or folder")
-        tars = shard_files(path, split)
-        if tars is not None:
-            items += [i for tar in tars for i in shard_items(tar, with_images=False) if i.caption is not None]
-        elif path.suffix.lower() in (".parquet", ".csv", ".jsonl", ".json"):
-            items += _table_texts(path)
-        elif path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            items += [Item(key=f"{path.stem}:{n}", source=str(path.resolve()), caption=line)
-                      for n, line in enumerate(lines, start=1) if line.strip()]
-        else:
-            raise InputError(f"{path}: a folder without shards; text input is a .txt/.jsonl/.csv/.parquet file "
-                             "or shards")
-    return items
+    return _discover(inputs, split, _shard_texts, _text_path_items)
 
+
+def _shard_texts(tar: Path) -> list[Item]:
+    return [item for item in shard_items(tar, with_images=False) if item.caption is not None]
+
+
+def _text_path_items(path: Path) -> list[Item]:
+    if path.suffix.lower() in (".parquet", ".csv", ".jsonl", ".json"):
+        return _table_texts(path)
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [Item(key=f"{path.stem}:{n}", source=str(path.resolve()), caption=line)
+                for n, line in enumerate(lines, start=1) if line.strip()]
+    raise InputError(f"{path}: a folder without shards; text input is a .txt/.jsonl/.csv/.parquet file or shards")
