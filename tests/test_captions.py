@@ -118,3 +118,15 @@ def test_missing_source_leaves_no_partial_file(tmp_path: Path) -> None:
                            "--out", str(out), "--workers", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "nowhere" in done.stdout
     assert not list(out.glob("*.parquet*"))
+
+
+def test_dump_is_a_text_input_of_embed(corpus: Path, tmp_path: Path) -> None:
+    from biomedclip.search.items import discover_texts
+
+    dump_captions(CaptionsConfig(sources=[str(corpus / "folders")], out=tmp_path, workers=1))
+    rows = pq.read_table(tmp_path / CAPTIONS_FILE).to_pylist()
+    items = discover_texts([tmp_path / CAPTIONS_FILE])
+    assert [(i.key, i.caption, i.pmcid) for i in items] == [
+        (r["key"], r["caption"], r["pmcid"]) for r in rows if r["caption"]
+    ]
+    assert len(items) < len(rows)  # figures without a caption are not embedded

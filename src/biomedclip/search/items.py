@@ -264,7 +264,7 @@ def _table_texts(path: Path) -> list[Item]:
     items = []
     for i, row in enumerate(rows):
         text = row.get(column)
-        if text is None:
+        if text is None or not str(text).strip():  # as blank lines of a .txt: nothing to embed
             continue
         key = str(row.get("key") or f"{path.stem}:{i}")
         extra = {k: v for k, v in row.items() if k not in (column, "key")}
