@@ -135,11 +135,16 @@ def test_limited_is_a_seeded_subset(tmp_path: Path) -> None:
 def test_builtin_tasks_carry_the_papers_numbers() -> None:
     names = builtin_tasks()
     assert {"pcam", "lc25000_lung", "lc25000_colon", "tcga_til", "rsna_pneumonia"} <= set(names)
-    pcam = load_task("pcam")
-    assert pcam.classes == ["normal lymph node", "lymph node metastasis"]
-    assert pcam.templates == ["this is an image of {}", "{} presented in image"]
-    rsna = load_task("rsna_pneumonia")
-    assert rsna.templates == ["a photo of {}", "{} presented in image"]
+    # the paper's Supplementary Table 10 (prompts used for zero-shot image classification)
+    image, photo = ["this is an image of {}", "{} presented in image"], ["a photo of {}", "{} presented in image"]
+    table10 = {
+        "pcam": (["normal lymph node", "lymph node metastasis"], image),
+        "lc25000_lung": (["lung adenocarcinomas", "normal lung tissue", "lung squamous cell carcinomas"], image),
+        "lc25000_colon": (["colon adenocarcinomas", "normal colonic tissue"], photo),
+        "tcga_til": (["none", "tumor infiltrating lymphocytes"], photo),
+        "rsna_pneumonia": (["normal lung", "pneumonia"], photo),
+    }
+    assert {n: (load_task(n).classes, load_task(n).templates) for n in table10} == table10
     values = {n: load_task(n).paper["value"] for n in ("pcam", "lc25000_lung", "lc25000_colon", "tcga_til",
                                                        "rsna_pneumonia")}
     assert values == {"pcam": 73.41, "lc25000_lung": 65.23, "lc25000_colon": 92.98, "tcga_til": 67.04,
@@ -152,7 +157,7 @@ def test_task_files_map_dataset_labels(tmp_path: Path) -> None:
         _png(tmp_path / "lc" / name / "x.png", 3)
     data = load_classification(tmp_path / "lc")  # label names sorted: lung_aca, lung_n, lung_scc
     aligned = align_labels(data, load_task("lc25000_lung"))
-    assert aligned.label_names[0] == "lung adenocarcinoma"
+    assert aligned.label_names[0] == "lung adenocarcinomas"
     assert aligned.split("test").labels.tolist() == [0, 1, 2]
     txt = tmp_path / "task.txt"
     txt.write_text("# LC25000 lung\nlung_scc = squamous cell carcinoma\nlung_aca = adenocarcinoma\n"

@@ -3,7 +3,7 @@
 JSON (the built-in benchmark files in ``evaluate/tasks/`` are examples)::
 
     {"name": "lc25000_lung",
-     "classes":   ["lung adenocarcinoma", "benign lung", "lung squamous cell carcinoma"],
+     "classes":   ["lung adenocarcinomas", "normal lung tissue", "lung squamous cell carcinomas"],
      "labels":    [["lung_aca"], ["lung_n"], ["lung_scc"]],      # optional: dataset label values per class
      "templates": ["this is an image of {}", "{} presented in image"],
      "metric": "accuracy",                                          # headline metric of the report
