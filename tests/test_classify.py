@@ -92,7 +92,12 @@ def test_cli_table_json_task_and_bad_files(files, trained_run, tmp_path):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["labels"] == ["chest X-ray", "fundus photograph", "western blot"]
-    assert [r["prediction"] for r in payload["results"]] == ["chest X-ray", "fundus photograph"]
+    # the CLI gives the library's answer (whether the model is right is test_modality_far_above_chance's
+    # question: one image under the generic prompts is too small a sample to assert on)
+    library = classify_files(loaded_model(trained_run), [xray, fundus], payload["labels"], None)
+    assert [r["prediction"] for r in payload["results"]] == [r.prediction for r in library]
+    np.testing.assert_allclose([list(r["probabilities"].values()) for r in payload["results"]],
+                               [list(r.probabilities.values()) for r in library], atol=1e-4)
     assert payload["temperature"] == pytest.approx(logit_scale(loaded_model(trained_run)), rel=1e-5)
     table = runner.invoke(app, ["classify", str(xray), "-l", "chest X-ray", "fundus photograph", "-t", "a {} image",
                                 "--model", bundle(trained_run)])

@@ -199,9 +199,9 @@ def _resize(im: Image.Image, target: tuple[int, int]) -> Image.Image:
     """Bicubic, antialiased resize to ``target``: libvips for L/RGB, Pillow otherwise.
 
     The resize is the costliest step of preparing a typical PMC figure (~750 px → 512 px: no
-    JPEG draft shrink applies below 2×): Pillow's scalar bicubic took ~60% longer than decoding.
-    libvips (``pyvips``, vectorised) computes the same Catmull-Rom bicubic with the same reducing
-    gap ~1.8× faster at equal quality (PSNR against a Lanczos reference: median 50.5 vs 50.2 dB,
+    JPEG draft shrink applies below 2×): Pillow's scalar bicubic took over twice as long as the
+    decode. libvips (``pyvips``, vectorised) computes the same Catmull-Rom bicubic with the same
+    reducing gap ~1.5× faster at equal quality (PSNR against a Lanczos reference: median 50.5 vs 50.2 dB,
     minimum 40.0 vs 40.2 dB on the synthetic corpus). Images with alpha or in CMYK keep Pillow,
     which handles their channels (premultiplied alpha) itself; so does everything when libvips is
     not installed, or an unexpected libvips error.
