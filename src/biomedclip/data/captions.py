@@ -31,10 +31,9 @@ import pyarrow.parquet as pq
 
 from biomedclip import __version__
 from biomedclip.data.executors import ExecutorName, batched, default_workers, map_ordered
-from biomedclip.data.extract import article_id_for
-from biomedclip.data.jats import JatsError, parse_article
+from biomedclip.data.extract import article_id_for, read_article
 from biomedclip.data.records import ArticleRef, ItemError, make_key
-from biomedclip.data.sources import SourceError, discover_all, open_article
+from biomedclip.data.sources import discover_all
 
 CAPTIONS_FILE = "captions.parquet"
 _ROW_GROUP = 50_000
@@ -102,12 +101,10 @@ def _captions_of(task: _Task) -> list[_ArticleCaptions]:
 
 
 def _one_article(ref: ArticleRef, task: _Task) -> _ArticleCaptions:
-    try:
-        bundle = open_article(ref, storage_options=task.storage_options)
-        where = f"{ref.uri}!{bundle.xml_name}" if ref.kind == "package" else ref.uri
-        article = parse_article(bundle.xml, where, metadata=task.metadata, citing_sentences=task.citing_sentences)
-    except (SourceError, JatsError) as exc:
-        return _ArticleCaptions([], [ItemError(ref.uri, exc.reason, exc.detail)], parsed=False)
+    _, article, errors = read_article(ref, task.storage_options, metadata=task.metadata,
+                                      citing_sentences=task.citing_sentences)
+    if article is None:
+        return _ArticleCaptions([], errors, parsed=False)
     article_id = article_id_for(article, ref)
     rows = []
     for figure in article.figures:
@@ -123,7 +120,7 @@ def _one_article(ref: ArticleRef, task: _Task) -> _ArticleCaptions:
         if task.citing_sentences:
             row["citing_sentences"] = figure.citing_sentences
         rows.append(row)
-    return _ArticleCaptions(rows, list(bundle.problems), parsed=True)
+    return _ArticleCaptions(rows, errors, parsed=True)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 from biomedclip.data.filters import FilterConfig, caption_drop_reason, image_drop_reason
 from biomedclip.data.images import ImageError, prepare_image, resolve_graphic
 from biomedclip.data.jats import JatsError, parse_article
-from biomedclip.data.records import Article, ArticleRef, Figure, ItemError, make_key
+from biomedclip.data.records import Article, ArticleBundle, ArticleRef, Figure, ItemError, make_key
 from biomedclip.data.sources import SourceError, open_article
 
 # "(A) … (B) …" or "A, … B, …" panel markers: a cheap, documented compound-figure heuristic.
@@ -77,19 +77,34 @@ def process_batch(batch: tuple[list[ArticleRef], ExtractSettings]) -> list[Artic
     return [process_article(ref, settings) for ref in refs]
 
 
+def read_article(
+    ref: ArticleRef, storage_options: dict[str, Any] | None = None, **parse_options: bool
+) -> tuple[ArticleBundle | None, Article | None, list[ItemError]]:
+    """Open and parse one article: (bundle, article, errors); never raises for bad input.
+
+    The errors are those of opening (then bundle and article are None), the package's refused
+    members, and parsing (then the article is None). ``parse_options`` go to ``parse_article``.
+    """
+    try:
+        bundle = open_article(ref, storage_options=storage_options)
+    except SourceError as exc:
+        return None, None, [ItemError(ref.uri, exc.reason, exc.detail)]
+    errors = list(bundle.problems)
+    where = f"{ref.uri}!{bundle.xml_name}" if ref.kind == "package" else ref.uri
+    try:
+        article = parse_article(bundle.xml, where, **parse_options)
+    except JatsError as exc:
+        errors.append(ItemError(ref.uri, exc.reason, exc.detail))
+        return bundle, None, errors
+    return bundle, article, errors
+
+
 def process_article(ref: ArticleRef, settings: ExtractSettings) -> ArticleResult:
     """Turn one article into figure samples; never raises for bad input."""
     result = ArticleResult(uri=ref.uri)
-    try:
-        bundle = open_article(ref, storage_options=settings.storage_options)
-    except SourceError as exc:
-        result.errors.append(ItemError(ref.uri, exc.reason, exc.detail))
-        return result
-    result.errors.extend(bundle.problems)
-    try:
-        article = parse_article(bundle.xml, f"{ref.uri}!{bundle.xml_name}" if ref.kind == "package" else ref.uri)
-    except JatsError as exc:
-        result.errors.append(ItemError(ref.uri, exc.reason, exc.detail))
+    bundle, article, errors = read_article(ref, settings.storage_options)
+    result.errors.extend(errors)
+    if bundle is None or article is None:
         return result
     result.parsed = True
     result.article_id = article_id_for(article, ref)

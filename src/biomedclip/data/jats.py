@@ -138,12 +138,12 @@ def _parse_root(xml: bytes, where: str, edit: bool = True) -> tuple[etree._Eleme
         edited, namespace = unset
     else:
         namespace = None
+    strict = _parser(recover=False)
     if edited is not xml:
         try:
-            return etree.fromstring(edited, _parser(recover=False)), namespace
+            return etree.fromstring(edited, strict), namespace
         except etree.XMLSyntaxError:
             pass
-    strict = _parser(recover=False)
     try:
         return etree.fromstring(xml, strict), None
     except etree.XMLSyntaxError as exc:
@@ -1228,30 +1228,19 @@ def _fill_metadata(record: Article, article: etree._Element, ids_only: bool = Fa
     here (a lookup per name costs more than looking at each of these few children once).
     ``ids_only`` stops after the identifiers.
     """
-    if not ids_only:
-        record.article_type = article.get("article-type", "").strip()
     front = _first_child(article, "front")
-    if front is None:
-        return
     journal_meta = meta = None
-    for el in front:
+    for el in front if front is not None else ():
         tag = el.tag
         if tag == "article-meta":
             if meta is None:
                 meta = el
         elif tag == "journal-meta" and journal_meta is None:
             journal_meta = el
-    if not ids_only:
-        record.journal = _journal(journal_meta)
-    if meta is None:
-        return
-    if ids_only:
-        record.pmcid, record.pmid, record.doi = _article_ids(list(meta.iterchildren("article-id")))
-        return
     ids: list[etree._Element] = []
     dates: list[etree._Element] = []
     title_group = permissions = None
-    for el in meta:
+    for el in meta if meta is not None else ():
         tag = el.tag
         if tag == "article-id":
             ids.append(el)
@@ -1263,6 +1252,10 @@ def _fill_metadata(record: Article, article: etree._Element, ids_only: bool = Fa
         elif tag == "permissions" and permissions is None:
             permissions = el
     record.pmcid, record.pmid, record.doi = _article_ids(ids)
+    if ids_only:
+        return
+    record.article_type = article.get("article-type", "").strip()
+    record.journal = _journal(journal_meta)
     record.title = _flatten(_first_child(title_group, "article-title"))
     record.year = _year(dates)
     record.license, record.license_raw = _license(permissions)
