@@ -34,11 +34,11 @@ import torch
 from PIL import Image
 
 from biomedclip.data.pipeline import BuildConfig, build
-from biomedclip.data.synthetic import synthesize
 from biomedclip.evaluate.features import read_shard_pairs
 from biomedclip.models.factory import load_model
 from biomedclip.search.embed import default_workers, embed_images, resolve_precision
 from biomedclip.search.store import open_embeddings
+from biomedclip.synth import synthesize
 from biomedclip.train.recipe import bf16_available
 
 REPO = Path(__file__).resolve().parents[1]

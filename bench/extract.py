@@ -31,7 +31,7 @@ from PIL import Image
 
 from biomedclip.data.images import resolve_graphic
 from biomedclip.data.pipeline import BuildConfig, build
-from biomedclip.data.synthetic import synthesize
+from biomedclip.synth import synthesize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract_captions import run_caption_benchmark  # noqa: E402

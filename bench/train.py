@@ -23,9 +23,9 @@ from pathlib import Path
 import psutil
 
 from biomedclip.data.pipeline import BuildConfig, build
-from biomedclip.data.synthetic import synthesize
 from biomedclip.models.factory import create_bundle
 from biomedclip.models.tokenizer import iter_captions, train_tokenizer
+from biomedclip.synth import synthesize
 from biomedclip.train.launch import shard_urls, split_shards
 from biomedclip.train.monitor import read_log
 from biomedclip.train.recipe import Recipe, open_clip_args, plan_schedule

@@ -36,8 +36,8 @@ def learn_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Keys: root, corpus (with labels.jsonl and classes.json), shards, tokenizer.
     """
     from biomedclip.data.pipeline import BuildConfig, build
-    from biomedclip.data.synthetic import synthesize
     from biomedclip.models.tokenizer import iter_captions, train_tokenizer
+    from biomedclip.synth import synthesize
 
     root = tmp_path_factory.mktemp("learn")
     synthesize(root / "corpus", 1400, seed=11, workers=2)

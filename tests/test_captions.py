@@ -15,7 +15,7 @@ from biomedclip.data.extract import article_id_for
 from biomedclip.data.jats import JatsError, parse_article
 from biomedclip.data.records import make_key
 from biomedclip.data.sources import discover_all, open_article
-from biomedclip.data.synthetic import synthesize
+from biomedclip.synth import synthesize
 
 
 @pytest.fixture(scope="module")

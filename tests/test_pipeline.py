@@ -16,7 +16,7 @@ import pytest
 import webdataset as wds
 
 from biomedclip.data.pipeline import BuildConfig, BuildError, build
-from biomedclip.data.synthetic import synthesize
+from biomedclip.synth import synthesize
 
 SPLITS = {"train": 0.7, "val": 0.15, "test": 0.15}
 

@@ -21,7 +21,7 @@ from PIL import Image
 from biomedclip.data.filters import FilterConfig, hamming
 from biomedclip.data.images import prepare_image
 from biomedclip.data.records import make_key
-from biomedclip.data.synthetic import ATTRIBUTE_CLASSES, BROKEN_KINDS, MODALITIES, SynthSummary, synthesize
+from biomedclip.synth import ATTRIBUTE_CLASSES, BROKEN_KINDS, MODALITIES, SynthSummary, synthesize
 
 N_SMALL = 40
 

@@ -57,7 +57,7 @@ def data_synth(
     overwrite: Annotated[bool, typer.Option(help="Replace a corpus already in OUT.")] = False,
 ) -> None:
     """Write a synthetic PMC-style corpus (JATS + figures) whose images show what captions say."""
-    from biomedclip.data.synthetic import synthesize
+    from biomedclip.synth import synthesize
 
     try:
         with count_progress("synthesising", articles) as progress:

@@ -137,7 +137,7 @@ def run_demo(out: Path, config: DemoConfig | None = None, *, console: Console | 
 
 
 def _synthesise(corpus: Path, config: DemoConfig, workers: int, console: Console) -> Path:
-    from biomedclip.data.synthetic import synthesize
+    from biomedclip.synth import synthesize
     from biomedclip.ui import count_progress
 
     with count_progress("synthesising", config.articles, console) as progress:
