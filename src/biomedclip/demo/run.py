@@ -182,7 +182,7 @@ def _tokenizer(paths: dict[str, Path], config: DemoConfig, console: Console) -> 
 
 
 def _train(paths: dict[str, Path], config: DemoConfig, console: Console) -> dict[str, Any]:
-    from biomedclip.cli import print_train_summary, run_training_with_progress
+    from biomedclip.train.display import print_train_summary, run_training_with_progress
     from biomedclip.train.launch import TrainConfig
     from biomedclip.train.recipe import Recipe
 
