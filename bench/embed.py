@@ -9,7 +9,7 @@ A B A B so machine drift hits both equally:
 * ours: `biomedclip.search.embed.embed_images` on the folder with its defaults — DataLoader
   decoding workers, batch 64, `inference_mode`, bf16 autocast where the CPU has native bf16,
   chunked output written to disk (the output folder is discarded between repeats);
-* ours with `bf16=False`, to separate the precision from the pipeline.
+* ours with `precision="fp32"`, to separate the precision from the pipeline.
 
 Reported: images/s of each (best of the repeats), the ratio ours/plain (target ≥ 3×; also per
 repeat), the minimum and mean cosine similarity between our embeddings and the plain fp32 ones
@@ -36,10 +36,10 @@ from PIL import Image
 from biomedclip.data.pipeline import BuildConfig, build
 from biomedclip.evaluate.features import read_shard_pairs
 from biomedclip.models.factory import load_model
-from biomedclip.search.embed import default_workers, embed_images, resolve_precision
+from biomedclip.models.runtime import Runtime, cpu_has_native_bf16
+from biomedclip.search.embed import default_workers, embed_images
 from biomedclip.search.store import open_embeddings
 from biomedclip.synth import synthesize
-from biomedclip.train.recipe import bf16_available
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "biomedclip-vit-b16-bert256"
@@ -60,24 +60,27 @@ def make_images(work: Path, count: int) -> Path:
     return folder
 
 
-def plain_loop(loaded, paths: list[Path], batch_size: int = 32) -> tuple[np.ndarray, float]:
-    """The baseline a user would write with open_clip: fp32, one process."""
-    model = loaded.model.eval()
+def plain_loop(loaded, paths: list[Path], batch_size: int = 32, device: str = "cpu") -> tuple[np.ndarray, float]:
+    """The baseline a user would write with open_clip: fp32, one process, on ``device``."""
+    model = loaded.model.to(device).eval()
     feats = []
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(paths), batch_size):
             batch = torch.stack([loaded.preprocess_val(Image.open(p).convert("RGB")) for p in paths[i:i + batch_size]])
-            feats.append(model.encode_image(batch).float())
+            feats.append(model.encode_image(batch.to(device)).float().cpu())
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     out = torch.nn.functional.normalize(torch.cat(feats), dim=-1).numpy()
     return out, seconds
 
 
-def ours(loaded, folder: Path, out: Path, bf16: bool) -> tuple[np.ndarray, float]:
+def ours(loaded, folder: Path, out: Path, precision: str = "auto", device: str = "cpu",
+         batch_size: int | None = None) -> tuple[np.ndarray, float]:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    embed_images([folder], loaded, out, bf16=bf16)
+    embed_images([folder], loaded, out, device=device, precision=precision, batch_size=batch_size)
     seconds = time.perf_counter() - start
     return open_embeddings(out).vectors(), seconds
 
@@ -105,7 +108,7 @@ def main() -> None:
         loaded = load_model(MODEL, seed=0)
         # warm-up: first calls allocate and pick kernels
         plain_loop(loaded, paths[:8], batch_size=8)
-        ours(loaded, folder, work / "warm", bf16=True)
+        ours(loaded, folder, work / "warm")
         runs: dict[str, list[float]] = {"plain_fp32": [], "ours": [], "ours_fp32": []}
         vectors: dict[str, np.ndarray] = {}
         for repeat in range(args.repeats):
@@ -113,7 +116,7 @@ def main() -> None:
                 if name == "plain_fp32":
                     vecs, seconds = plain_loop(loaded, paths)
                 else:
-                    vecs, seconds = ours(loaded, folder, work / "emb", bf16=name == "ours")
+                    vecs, seconds = ours(loaded, folder, work / "emb", precision="auto" if name == "ours" else "fp32")
                 runs[name].append(seconds)
                 vectors[name] = vecs
                 print(f"repeat {repeat}: {name:10s} {len(paths) / seconds:7.2f} images/s", flush=True)
@@ -124,14 +127,14 @@ def main() -> None:
         result = {
             "machine": {"cpus_usable": cores, "cpus_total": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                         "processor": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
-                        "bf16_native": bf16_available(), "python": platform.python_version(),
+                        "bf16_native": cpu_has_native_bf16(), "python": platform.python_version(),
                         "torch": torch.__version__},
             "model": f"{MODEL} (official architecture, random weights, seed 0)",
             "images": len(paths),
             "image_sizes": "synthetic PMC figures after our pipeline, longest side ≤ 512 px, JPEG",
             "plain_fp32": {"batch_size": 32, "images_per_s": round(rate["plain_fp32"], 2),
                            "seconds": [round(s, 3) for s in runs["plain_fp32"]]},
-            "ours": {"precision": resolve_precision(True), "batch_size": 64, "workers": default_workers(),
+            "ours": {"precision": Runtime.resolve("cpu").precision, "batch_size": 64, "workers": default_workers(),
                      "images_per_s": round(rate["ours"], 2), "seconds": [round(s, 3) for s in runs["ours"]]},
             "ours_fp32": {"images_per_s": round(rate["ours_fp32"], 2),
                           "seconds": [round(s, 3) for s in runs["ours_fp32"]]},

@@ -32,9 +32,9 @@ def bundle(trained_run: tuple[Path, dict]) -> str:
 def loaded_model(trained_run: tuple[Path, dict]) -> Any:
     """The trained tiny model, loaded once."""
     if "model" not in _CACHE:
-        from biomedclip.models.factory import load_model
+        from biomedclip.models.runtime import load_runner
 
-        _CACHE["model"] = load_model(bundle(trained_run))
+        _CACHE["model"] = load_runner(bundle(trained_run), device="cpu")
     return _CACHE["model"]
 
 

@@ -10,9 +10,8 @@ from search_assets import bundle, image_files, loaded_model, modality_classes
 from typer.testing import CliRunner
 
 from biomedclip.cli import app
-from biomedclip.evaluate.features import encode_images, encode_texts
 from biomedclip.models.factory import load_model
-from biomedclip.search.classify import LabelError, check_labels, classify_files, classify_images, logit_scale
+from biomedclip.search.classify import LabelError, check_labels, classify_files, classify_images
 
 # The first test to ask for the session's trained model builds it (corpus, shards, training), which takes
 # longer than pytest's default per-test timeout on a 2-core machine.
@@ -43,8 +42,8 @@ def test_modality_far_above_chance(files, learn_data, trained_run):
 
 def test_probabilities_use_the_models_temperature(files, trained_run):
     model = loaded_model(trained_run)
-    scale = logit_scale(model)
-    assert scale == pytest.approx(float(model.model.logit_scale.detach().exp()))
+    scale = model.temperature
+    assert scale == pytest.approx(min(100.0, float(model.model.logit_scale.detach().exp())))
     assert 1 < scale < 100
     from PIL import Image
 
@@ -52,7 +51,7 @@ def test_probabilities_use_the_models_temperature(files, trained_run):
     labels = ["chest X-ray", "fundus photograph", "western blot"]
     probs = classify_images(model, [image], labels, ["a {} image"])[0]
     # by hand: softmax(scale · cos(image, prompt))
-    logits = scale * encode_images(model, [image])[0] @ encode_texts(model, [f"a {x} image" for x in labels]).T
+    logits = scale * model.encode_images([image])[0] @ model.encode_texts([f"a {x} image" for x in labels]).T
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     assert probs.sum() == pytest.approx(1.0, abs=1e-6)
@@ -98,7 +97,7 @@ def test_cli_table_json_task_and_bad_files(files, trained_run, tmp_path):
     assert [r["prediction"] for r in payload["results"]] == [r.prediction for r in library]
     np.testing.assert_allclose([list(r["probabilities"].values()) for r in payload["results"]],
                                [list(r.probabilities.values()) for r in library], atol=1e-4)
-    assert payload["temperature"] == pytest.approx(logit_scale(loaded_model(trained_run)), rel=1e-5)
+    assert payload["temperature"] == pytest.approx(loaded_model(trained_run).temperature, rel=1e-5)
     table = runner.invoke(app, ["classify", str(xray), "-l", "chest X-ray", "fundus photograph", "-t", "a {} image",
                                 "--model", bundle(trained_run)])
     assert table.exit_code == 0 and "Zero-shot probabilities" in table.output

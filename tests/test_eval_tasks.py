@@ -18,12 +18,13 @@ import pytest
 
 from biomedclip.evaluate.cache import FeatureCache, model_fingerprint
 from biomedclip.evaluate.datasets import LabeledSplit, load_classification, load_retrieval
-from biomedclip.evaluate.features import encode_images, encode_texts, read_shard_pairs
+from biomedclip.evaluate.features import read_shard_pairs
 from biomedclip.evaluate.linear_probe import evaluate_linear_probe, fit_probe, fraction_indices, kshot_indices
 from biomedclip.evaluate.retrieval import evaluate_retrieval, retrieval_metrics
 from biomedclip.evaluate.taskfile import load_task
 from biomedclip.evaluate.zeroshot import evaluate_zeroshot
 from biomedclip.models.factory import load_model
+from biomedclip.models.runtime import as_runner
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +137,9 @@ def test_retrieval_matches_direct_computation(learn_data, models) -> None:
     result = evaluate_retrieval(models["trained"], data, n_bootstrap=200)
     _in_unit_interval(result)
     pairs = read_shard_pairs(learn_data["shards"], "test")
-    direct = retrieval_metrics(encode_images(models["trained"], [p.image for p in pairs]),
-                               encode_texts(models["trained"], [p.caption for p in pairs]), list(range(len(pairs))))
+    trained = as_runner(models["trained"])
+    direct = retrieval_metrics(trained.encode_images([p.image for p in pairs]),
+                               trained.encode_texts([p.caption for p in pairs]), list(range(len(pairs))))
     for key, value in direct.items():
         assert result.metrics[key] == pytest.approx(value, abs=1e-9), key
     untrained = evaluate_retrieval(models["untrained"], data, n_bootstrap=50)

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 from search_assets import Server, bundle, image_files, indexed, loaded_model, modality_classes, modality_labels
 
-from biomedclip.evaluate.features import encode_images, encode_texts
 from biomedclip.search.classify import classify_images
 from biomedclip.search.store import open_embeddings
 
@@ -61,7 +60,7 @@ def test_health_docs_and_page(client, trained_run, assets):
     assert health["status"] == "ok" and health["model"].endswith("bundle") and health["embed_dim"] == 128
     assert health["index"]["count"] == open_embeddings(assets["emb"]).count
     assert health["limits"]["max_bytes"] == LIMIT_MB * 2**20
-    assert health["temperature"] == pytest.approx(float(loaded_model(trained_run).model.logit_scale.detach().exp()),
+    assert health["temperature"] == pytest.approx(loaded_model(trained_run).temperature,
                                                   rel=1e-5)
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/classify", "/search", "/embed", "/items/{item_id}/image"} <= set(paths)
@@ -121,11 +120,11 @@ def test_search_items_and_embed(client, files, learn_data, trained_run):
     model = loaded_model(trained_run)
     vector = client.post("/embed", files=_upload(query)).json()
     assert vector["kind"] == "image" and vector["dim"] == 128
-    expected = encode_images(model, [Image.open(query).convert("RGB")])[0]
+    expected = model.encode_images([Image.open(query).convert("RGB")])[0]
     assert float(np.dot(vector["embeddings"][0], expected)) > 0.999
     texts = client.post("/embed", data={"text": ["chest X-ray", "brain MRI"]}).json()
     assert texts["kind"] == "text" and len(texts["embeddings"]) == 2
-    reference = encode_texts(model, ["chest X-ray", "brain MRI"])
+    reference = model.encode_texts(["chest X-ray", "brain MRI"])
     assert (np.asarray(texts["embeddings"]) * reference).sum(axis=1).min() > 0.999
     assert client.post("/embed", data={}).status_code == 400
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from biomedclip.evaluate.features import encode_images, encode_texts, read_shard_pairs
+from biomedclip.evaluate.features import read_shard_pairs
 from biomedclip.evaluate.retrieval import retrieval_metrics
-from biomedclip.evaluate.zeroshot import accuracy, class_embeddings, class_probabilities
+from biomedclip.evaluate.zeroshot import accuracy
 from biomedclip.models.factory import load_model
+from biomedclip.models.runtime import as_runner
 from biomedclip.train.launch import TrainConfig, TrainError, train
 from biomedclip.train.monitor import StepRecord, parse_line, read_log
 from biomedclip.train.recipe import Recipe, open_clip_args, plan_schedule
@@ -85,14 +86,15 @@ def _evaluate(bundle: Path, learn_data: dict[str, Path]) -> dict[str, float]:
     held_out = [(split, p) for split in ("val", "test") for p in read_shard_pairs(learn_data["shards"], split)
                 if not labels[p.key]["compound"]]
     pairs = [p for _, p in held_out]
-    images = encode_images(loaded, [p.image for p in pairs])
+    runner = as_runner(loaded)
+    images = runner.encode_images([p.image for p in pairs])
     # retrieval over the test split alone (~220 candidates per query, as the issue asks)
     test = [i for i, (split, _) in enumerate(held_out) if split == "test"]
-    texts = encode_texts(loaded, [pairs[i].caption for i in test])
+    texts = runner.encode_texts([pairs[i].caption for i in test])
     metrics = retrieval_metrics(images[test], texts, list(range(len(test))))
     metrics["n_retrieval"] = len(test)
     truth = [classes["classes"].index(labels[p.key]["modality"]) for p in pairs]
-    probs = class_probabilities(images, class_embeddings(loaded, classes["classes"], classes["templates"]))
+    probs = runner.probabilities(images, runner.class_embeddings(classes["classes"], classes["templates"]))
     metrics["zero_shot_modality_accuracy"] = accuracy(probs, truth)
     metrics["n"] = len(pairs)
     metrics["chance_modality"] = 1 / len(classes["classes"])

@@ -16,7 +16,6 @@ half-written entry; an unreadable entry is ignored and recomputed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -43,37 +42,15 @@ def default_cache_dir() -> Path:
     return base / "biomedclip" / "features"
 
 
-def _weights_version(model: Any) -> int:
-    """Sum of the tensors' in-place modification counters: changes whenever any weight is written."""
-    return sum(t._version for t in (*model.parameters(), *model.buffers()))
+def model_fingerprint(model: Any) -> str:
+    """sha256 over the weights, preprocessing config and tokenizer vocabulary (the cache's model key).
 
-
-def model_fingerprint(loaded: Any) -> str:
-    """sha256 over the weights, preprocessing config and tokenizer vocabulary.
-
-    Memoised per loaded model, and recomputed when any weight was modified in place since (torch's
-    per-tensor version counters), so fine-tuning a model in the same process gives a new key.
+    The model runtime owns the hash (:meth:`biomedclip.models.runtime.ModelRunner.weights_sha256`,
+    also recorded by embeddings and indexes); a bare ``LoadedModel`` is wrapped where it lies.
     """
-    import torch
+    from biomedclip.models.runtime import as_runner
 
-    version = _weights_version(loaded.model)
-    cached = loaded.__dict__.get("_biomedclip_fingerprint")
-    if cached and cached[0] == version:
-        return cached[1]
-
-    h = hashlib.sha256()
-    for name, tensor in sorted(loaded.model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    h.update(json.dumps(loaded.preprocess_cfg, sort_keys=True, default=str).encode())
-    inner = getattr(loaded.tokenizer, "tokenizer", None)
-    vocab = inner.get_vocab() if inner is not None and hasattr(inner, "get_vocab") else {}
-    h.update(json.dumps(sorted(vocab.items())).encode())
-    h.update(str(getattr(loaded, "context_length", "")).encode())
-    digest = h.hexdigest()
-    loaded.__dict__["_biomedclip_fingerprint"] = (version, digest)
-    return digest
+    return as_runner(model).weights_sha256()
 
 
 @dataclass

@@ -177,13 +177,13 @@ class _Features:
     hit: bool
 
 
-def _split_features(loaded: Any, data: Any, split: str, cache: Any, batch_size: int, bf16: bool,
+def _split_features(runner: Any, data: Any, split: str, cache: Any, batch_size: int | None,
                     progress: Any) -> _Features:
     from biomedclip.evaluate.features import cached_image_features
 
     part = data.split(split)
-    entry, hit = cached_image_features(loaded, part.images, part.images.fingerprint(), split, cache,
-                                       batch_size=batch_size, bf16=bf16,
+    entry, hit = cached_image_features(runner, part.images, part.images.fingerprint(), split, cache,
+                                       batch_size=batch_size,
                                        progress=(lambda d, t: progress(split, d, t)) if progress else None)
     return _Features(entry.features, part.labels[entry.kept], [part.images.describe(int(i)) for i in entry.kept],
                      entry.skipped, hit)
@@ -224,9 +224,9 @@ def _ensure_splits(data: Any, seed: int) -> tuple[Any, list[str]]:
 
 
 def evaluate_linear_probe(
-    loaded: Any, data: Any, *, task: Any = None, cache: Any = None, shots: Sequence[int] = DEFAULT_SHOTS,
+    model: Any, data: Any, *, task: Any = None, cache: Any = None, shots: Sequence[int] = DEFAULT_SHOTS,
     fractions: Sequence[float] = DEFAULT_FRACTIONS, seeds: int = 3, cs: Sequence[float] = DEFAULT_CS,
-    n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int = 64, bf16: bool = True,
+    n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int | None = None,
     progress: Callable[[str, int, int], None] | None = None, name: str | None = None,
 ) -> Any:
     """Full, k-shot and label-fraction linear probes on one dataset, as a report-ready ``TaskResult``.
@@ -238,8 +238,10 @@ def evaluate_linear_probe(
     from biomedclip.evaluate.cache import FeatureCache, model_fingerprint
     from biomedclip.evaluate.report import TaskResult
     from biomedclip.evaluate.taskfile import align_labels
+    from biomedclip.models.runtime import as_runner
 
     started = time.perf_counter()
+    runner = as_runner(model)
     cache = cache if cache is not None else FeatureCache(None)
     if task is not None:
         data = align_labels(data, task)
@@ -247,7 +249,7 @@ def evaluate_linear_probe(
     else:
         classes, metric = [n.replace("_", " ") for n in data.label_names], "accuracy"
     data, notes = _ensure_splits(data, seed)
-    feats = {s: _split_features(loaded, data, s, cache, batch_size, bf16, progress) for s in ("train", "val", "test")}
+    feats = {s: _split_features(runner, data, s, cache, batch_size, progress) for s in ("train", "val", "test")}
     train, val, test = feats["train"], feats["val"], feats["test"]
     multilabel, n_classes = data.multilabel, len(classes)
     shots = [] if multilabel else sorted(set(int(k) for k in shots))
@@ -321,7 +323,7 @@ def evaluate_linear_probe(
         kshot={"runs": kshot_runs, "summary": _summarise(kshot_runs, "k"), "seeds": seeds},
         fractions={"runs": fraction_runs, "summary": _summarise(fraction_runs, "fraction"), "seeds": seeds},
         cache_hit={s: f.hit for s, f in feats.items()}, skipped_items=skipped,
-        model_fingerprint=model_fingerprint(loaded),
+        model_fingerprint=model_fingerprint(runner), **runner.runtime.describe(),
         split_sizes={s: int(len(f.y)) for s, f in feats.items()},
     )
     if not multilabel:

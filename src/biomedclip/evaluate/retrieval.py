@@ -60,9 +60,9 @@ def recall_bootstrap(ranks: np.ndarray, k: int, *, n_resamples: int = 1000, seed
     return float(lo), float(hi)
 
 
-def evaluate_retrieval(loaded: Any, data: Any, *, cache: Any = None, ks: Sequence[int] = DEFAULT_KS,
-                       n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int = 64,
-                       bf16: bool = True, progress: Any = None, name: str | None = None) -> Any:
+def evaluate_retrieval(model: Any, data: Any, *, cache: Any = None, ks: Sequence[int] = DEFAULT_KS,
+                       n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int | None = None,
+                       progress: Any = None, name: str | None = None) -> Any:
     """Image↔text retrieval on a :class:`~biomedclip.evaluate.datasets.RetrievalData`, as a ``TaskResult``.
 
     Unreadable images are skipped together with their captions (and listed). Recall@K gets
@@ -73,14 +73,15 @@ def evaluate_retrieval(loaded: Any, data: Any, *, cache: Any = None, ks: Sequenc
     from biomedclip.evaluate.cache import FeatureCache, model_fingerprint
     from biomedclip.evaluate.features import cached_image_features, cached_text_features
     from biomedclip.evaluate.report import TaskResult
+    from biomedclip.models.runtime import as_runner
 
     started = time.perf_counter()
+    runner = as_runner(model)
     cache = cache if cache is not None else FeatureCache(None)
     images_fp = data.images.fingerprint()
-    entry, hit = cached_image_features(loaded, data.images, images_fp, f"retrieval-{data.split}", cache,
-                                       batch_size=batch_size, bf16=bf16, progress=progress)
-    texts, text_hit = cached_text_features(loaded, data.captions, data.texts_fingerprint(), "captions", cache,
-                                           bf16=bf16)
+    entry, hit = cached_image_features(runner, data.images, images_fp, f"retrieval-{data.split}", cache,
+                                       batch_size=batch_size, progress=progress)
+    texts, text_hit = cached_text_features(runner, data.captions, data.texts_fingerprint(), "captions", cache)
     if len(entry.kept) == 0:
         raise ValueError(f"{data.path}: none of the {len(data.images)} images could be read")
     new_index = np.full(len(data.images), -1, dtype=np.int64)
@@ -100,7 +101,7 @@ def evaluate_retrieval(loaded: Any, data: Any, *, cache: Any = None, ks: Sequenc
                "captions": int(keep_caption.sum()), "images_with_several_captions":
                int((np.bincount(owner[keep_caption], minlength=len(entry.kept)) > 1).sum()),
                "cache_hit": {"images": hit, "captions": text_hit}, "skipped_items": entry.skipped,
-               "model_fingerprint": model_fingerprint(loaded)}
+               "model_fingerprint": model_fingerprint(runner), **runner.runtime.describe()}
     return TaskResult(
         kind="retrieval", name=name or f"retrieval-{data.path.name}-{data.split}",
         data={"path": str(data.path), "split": data.split, "items": int(len(data.images)),

@@ -38,6 +38,7 @@ from typing import Any
 
 from biomedclip.evaluate.linear_probe import DEFAULT_CS, DEFAULT_FRACTIONS, DEFAULT_SHOTS
 from biomedclip.evaluate.retrieval import DEFAULT_KS
+from biomedclip.io.medical import ReadOptions
 
 __all__ = ["KINDS", "SuiteConfig", "SuiteError", "SuiteOutcome", "TaskConfig", "load_suite_config", "run_suite"]
 
@@ -59,9 +60,7 @@ class TaskConfig:
     task: str | None = None
     split: str = "test"
     limit: int | None = None
-    window: tuple[float, float] | None = None
-    slice_index: int | None = None
-    axis: int = -1
+    read_options: ReadOptions = field(default_factory=ReadOptions)  # suite-file keys window, slice, axis
     ks: Sequence[int] = DEFAULT_KS
     shots: Sequence[int] = DEFAULT_SHOTS
     seeds: int = 3
@@ -84,7 +83,9 @@ class SuiteConfig:
     level: float = 0.95
     cache_dir: Path | None = None  # None = default location
     cache: bool = True
-    batch_size: int = 64
+    batch_size: int | None = None  # None = the runtime's default for the device (64 on CPU, 256 on CUDA)
+    device: str = "auto"
+    precision: str = "auto"
     tokenizer: Path | None = None
     title: str = "BiomedCLIP evaluation"
     source: str = "command line"
@@ -100,9 +101,9 @@ class SuiteOutcome:
     model: dict[str, Any] = field(default_factory=dict)
 
 
-_TASK_KEYS = {f for f in TaskConfig.__dataclass_fields__} | {"slice"}
+_TASK_KEYS = (set(TaskConfig.__dataclass_fields__) - {"read_options"}) | {"window", "slice", "slice_index", "axis"}
 _SUITE_KEYS = {"model", "tasks", "out", "seed", "bootstrap", "level", "cache_dir", "cache", "batch_size",
-               "tokenizer", "title"}
+               "device", "precision", "tokenizer", "title"}
 
 
 def _path(value: Any, base: Path) -> Path:
@@ -129,9 +130,11 @@ def _task_from_dict(raw: Any, index: int, base: Path, where: str) -> TaskConfig:
         return TaskConfig(
             kind=kind, data=_path(raw["data"], base), name=raw.get("name"), task=str(task) if task else None,
             split=str(raw.get("split", "test")), limit=int(raw["limit"]) if raw.get("limit") else None,
-            window=(float(window[0]), float(window[1])) if window else None,
-            slice_index=int(raw["slice"]) if raw.get("slice") is not None else raw.get("slice_index"),
-            axis=int(raw.get("axis", -1)), ks=[int(k) for k in raw.get("ks", DEFAULT_KS)],
+            read_options=ReadOptions(
+                window=(float(window[0]), float(window[1])) if window else None,
+                slice_index=int(raw["slice"]) if raw.get("slice") is not None else raw.get("slice_index"),
+                axis=int(raw.get("axis", -1))),
+            ks=[int(k) for k in raw.get("ks", DEFAULT_KS)],
             shots=[int(k) for k in raw.get("shots", DEFAULT_SHOTS)], seeds=int(raw.get("seeds", 3)),
             fractions=[float(f) for f in raw.get("fractions", DEFAULT_FRACTIONS)],
             cs=[float(c) for c in raw.get("cs", DEFAULT_CS)],
@@ -173,7 +176,9 @@ def load_suite_config(path: str | Path) -> SuiteConfig:
             out=_path(doc["out"], base) if doc.get("out") else None, seed=int(doc.get("seed", 0)),
             bootstrap=int(doc.get("bootstrap", 1000)), level=float(doc.get("level", 0.95)),
             cache_dir=_path(doc["cache_dir"], base) if doc.get("cache_dir") else None,
-            cache=bool(doc.get("cache", True)), batch_size=int(doc.get("batch_size", 64)),
+            cache=bool(doc.get("cache", True)),
+            batch_size=int(doc["batch_size"]) if doc.get("batch_size") else None,
+            device=str(doc.get("device", "auto")), precision=str(doc.get("precision", "auto")),
             tokenizer=_path(doc["tokenizer"], base) if doc.get("tokenizer") else None,
             title=str(doc.get("title", "BiomedCLIP evaluation")), source=str(path),
         )
@@ -182,13 +187,13 @@ def load_suite_config(path: str | Path) -> SuiteConfig:
 
 
 def _run_task(loaded: Any, cfg: TaskConfig, suite: SuiteConfig, cache: Any, progress: Progress | None) -> Any:
-    from biomedclip.evaluate.datasets import ImageOptions, load_classification, load_retrieval
+    from biomedclip.evaluate.datasets import load_classification, load_retrieval
     from biomedclip.evaluate.linear_probe import evaluate_linear_probe
     from biomedclip.evaluate.retrieval import evaluate_retrieval
     from biomedclip.evaluate.taskfile import default_task, load_task
     from biomedclip.evaluate.zeroshot import evaluate_zeroshot
 
-    options = ImageOptions(window=cfg.window, slice_index=cfg.slice_index, axis=cfg.axis)
+    options = cfg.read_options
     label = cfg.label()
 
     def report(stage: str) -> Callable[[int, int], None] | None:
@@ -210,14 +215,16 @@ def _run_task(loaded: Any, cfg: TaskConfig, suite: SuiteConfig, cache: Any, prog
                                  cs=cfg.cs, progress=stage_progress, **common)
 
 
-def model_info(loaded: Any, source: str) -> dict[str, Any]:
-    """What results.json records about the model."""
-    from biomedclip.evaluate.cache import model_fingerprint
+def model_info(model: Any, source: str) -> dict[str, Any]:
+    """What results.json records about the model (and the device/precision it ran with)."""
+    from biomedclip.models.runtime import as_runner
 
-    cfg = getattr(loaded, "model_cfg", {}) or {}
-    return {"name": str(getattr(loaded, "name", source)), "source": source, "fingerprint": model_fingerprint(loaded),
-            "embed_dim": cfg.get("embed_dim"), "context_length": getattr(loaded, "context_length", None),
-            "image_size": (cfg.get("vision_cfg") or {}).get("image_size")}
+    runner = as_runner(model)
+    cfg = runner.model_cfg or {}
+    return {"name": str(runner.name), "source": source, "fingerprint": runner.weights_sha256(),
+            "embed_dim": cfg.get("embed_dim"), "context_length": runner.context_length,
+            "image_size": (cfg.get("vision_cfg") or {}).get("image_size"), "temperature": runner.temperature,
+            **runner.runtime.describe()}
 
 
 def run_suite(config: SuiteConfig, out: Path, *, overwrite: bool = False, loaded: Any = None,
@@ -232,10 +239,14 @@ def run_suite(config: SuiteConfig, out: Path, *, overwrite: bool = False, loaded
     from biomedclip.evaluate.report import check_out_dir, write_report
 
     out = check_out_dir(out, overwrite=overwrite)
-    if loaded is None:
-        from biomedclip.models.factory import load_model
+    from biomedclip.models.runtime import Runtime, as_runner, load_runner
 
-        loaded = load_model(config.model, tokenizer_dir=config.tokenizer)
+    runtime = Runtime.resolve(config.device, config.precision)  # a missing GPU fails before the model loads
+    if loaded is None:
+        loaded = load_runner(config.model, device=runtime.device, precision=runtime.precision,
+                             tokenizer_dir=config.tokenizer)
+    else:
+        loaded = as_runner(loaded)
     cache_root = (config.cache_dir or default_cache_dir()) if config.cache else None
     cache = FeatureCache(cache_root)
     results: list[Any] = []
@@ -265,5 +276,6 @@ def run_suite(config: SuiteConfig, out: Path, *, overwrite: bool = False, loaded
 
 def _task_settings(cfg: TaskConfig) -> dict[str, Any]:
     raw = asdict(cfg)
+    raw.update(raw.pop("read_options"))  # window, slice_index, axis: flat, as suite files write them
     raw["data"] = str(cfg.data)
     return raw

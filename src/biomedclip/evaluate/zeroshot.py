@@ -11,24 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from biomedclip.evaluate.features import encode_texts
+from biomedclip.models.runtime import ModelRunner, as_runner, softmax_probabilities
 
 
-def class_embeddings(loaded: Any, classnames: Sequence[str], templates: Sequence[str]) -> np.ndarray:
-    """[C, D] unit-norm class embeddings from a prompt ensemble (templates use ``{}``)."""
-    if not classnames or not templates:
-        raise ValueError("need at least one class name and one template")
-    prompts = [t.format(c) for c in classnames for t in templates]
-    feats = encode_texts(loaded, prompts).reshape(len(classnames), len(templates), -1).mean(axis=1)
-    return feats / np.linalg.norm(feats, axis=1, keepdims=True)
-
-
-def class_probabilities(image_feats: np.ndarray, class_feats: np.ndarray, logit_scale: float = 100.0) -> np.ndarray:
-    """Softmax over classes of ``logit_scale`` × cosine similarity ([N, C])."""
-    logits = logit_scale * image_feats @ class_feats.T
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    return probs / probs.sum(axis=1, keepdims=True)
+def class_probabilities(image_feats: np.ndarray, class_feats: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax over classes of ``temperature`` × cosine similarity ([N, C]) — the runtime's rule."""
+    return softmax_probabilities(image_feats, class_feats, temperature)
 
 
 def accuracy(probabilities: np.ndarray, labels: Sequence[int]) -> float:
@@ -37,29 +25,23 @@ def accuracy(probabilities: np.ndarray, labels: Sequence[int]) -> float:
     return float((probabilities.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
 
 
-def model_logit_scale(loaded: Any, cap: float = 100.0) -> float:
-    """The model's learned softmax temperature (CLIP caps it at 100); 100 when the model has none."""
-    scale = getattr(loaded.model, "logit_scale", None)
-    if scale is None:
-        return cap
-    return float(min(cap, float(scale.detach().float().exp().reshape(-1)[0])))
-
-
 def multilabel_probabilities(image_feats: np.ndarray, positive: np.ndarray, negative: np.ndarray,
-                             logit_scale: float = 100.0) -> np.ndarray:
+                             logit_scale: float) -> np.ndarray:
     """Per label, P(present) = softmax over {"finding", "no finding"} prompt similarities ([N, C])."""
     pos = logit_scale * image_feats @ positive.T
     neg = logit_scale * image_feats @ negative.T
     return 1.0 / (1.0 + np.exp(neg - pos))
 
 
-def evaluate_zeroshot(loaded: Any, data: Any, task: Any, *, split: str = "test", cache: Any = None,
-                      n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int = 64,
-                      bf16: bool = True, progress: Any = None, name: str | None = None) -> Any:
+def evaluate_zeroshot(model: ModelRunner | Any, data: Any, task: Any, *, split: str = "test", cache: Any = None,
+                      n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int | None = None,
+                      progress: Any = None, name: str | None = None) -> Any:
     """Zero-shot classification of one split with bootstrap CIs, as a report-ready ``TaskResult``.
 
     Single-label: softmax over class prompt-ensemble similarities at the model's temperature.
     Multi-label (``data.multilabel``): each class against its negative prompts ("no {}").
+    ``model`` is a :class:`~biomedclip.models.runtime.ModelRunner` (a bare ``LoadedModel`` runs
+    where its weights are).
     """
     import time
 
@@ -70,19 +52,20 @@ def evaluate_zeroshot(loaded: Any, data: Any, task: Any, *, split: str = "test",
     from biomedclip.evaluate.taskfile import align_labels
 
     started = time.perf_counter()
+    runner = as_runner(model)
     cache = cache if cache is not None else FeatureCache(None)
     data = align_labels(data, task)
     part = data.split(split)
     images_fp = part.images.fingerprint()
-    entry, hit = cached_image_features(loaded, part.images, images_fp, split, cache, batch_size=batch_size,
-                                       bf16=bf16, progress=progress)
+    entry, hit = cached_image_features(runner, part.images, images_fp, split, cache, batch_size=batch_size,
+                                       progress=progress)
     if len(entry.kept) == 0:
         raise ValueError(f"{data.path}: none of the {len(part)} images in split {split!r} could be read")
     labels = part.labels[entry.kept]
-    scale = model_logit_scale(loaded)
-    positive = class_embeddings(loaded, task.classes, task.templates)
+    scale = runner.temperature
+    positive = runner.class_embeddings(task.classes, task.templates)
     if data.multilabel:
-        negative = class_embeddings(loaded, task.classes, task.negative_templates)
+        negative = runner.class_embeddings(task.classes, task.negative_templates)
         scores = multilabel_probabilities(entry.features, positive, negative, scale)
         full = multilabel_metrics(labels, scores)
         headline_names = ("accuracy", "exact_match", "balanced_accuracy", "macro_f1", "macro_auroc")
@@ -94,8 +77,9 @@ def evaluate_zeroshot(loaded: Any, data: Any, task: Any, *, split: str = "test",
                              multilabel=data.multilabel)
     metrics = {k: full[k] for k in headline_names}
     details = {k: v for k, v in full.items() if k not in metrics}
-    details.update(headline=task.metric, logit_scale=scale, cache_hit=hit, skipped_items=entry.skipped,
-                   model_fingerprint=model_fingerprint(loaded))
+    details.update(headline=task.metric, logit_scale=scale, temperature=scale, cache_hit=hit,
+                   skipped_items=entry.skipped, model_fingerprint=model_fingerprint(runner),
+                   **runner.runtime.describe())
     if not data.multilabel:
         details["majority_accuracy"] = float(np.bincount(labels).max() / len(labels))
     return TaskResult(

@@ -257,6 +257,7 @@ class IndexInfo:
     embeddings: str | None = None
     embeddings_kind: str | None = None
     model: str | None = None
+    weights_sha256: str | None = None
 
 
 def _set_param(index: Any, name: str, value: int) -> None:
@@ -389,6 +390,7 @@ def build_index(
     if isinstance(emb, EmbeddingSet):
         shutil.copyfile(emb.path / METADATA, out / INDEX_METADATA)
         info.embeddings, info.embeddings_kind, info.model = str(emb.path.resolve()), emb.kind, emb.model
+        info.weights_sha256 = emb.weights_sha256
     (out / INDEX_INFO).write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
     return info
 

@@ -1,8 +1,8 @@
 """Query an index with text or an image and get back what each hit is: score, key, caption, source.
 
 The query is embedded with the same model that made the collection's vectors (recorded in the
-index; pass another only if it shares the embedding space), using the evaluation encoders in
-:mod:`biomedclip.evaluate.features`, then looked up in the FAISS index. Hits carry the row's
+index; pass another only if it shares the embedding space) through the model runtime
+(:class:`biomedclip.models.runtime.ModelRunner`), then looked up in the FAISS index. Hits carry the row's
 metadata from the index folder's ``metadata.parquet``, including the byte range of the image in
 its shard, so a caller (the web page) can show the image itself.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from biomedclip.io.medical import ReadOptions, load_image
+from biomedclip.models.runtime import ModelRunner, as_runner
 from biomedclip.search.index import INDEX_METADATA, VectorIndex
 from biomedclip.search.items import Item
 
@@ -54,12 +57,13 @@ class Searcher:
 
     Args:
         index: index folder from :func:`biomedclip.search.index.build_index`.
-        model: a LoadedModel or a model name/path; default: the model recorded in the index,
-            loaded on first use.
-        bf16: encode queries under bf16 autocast where the hardware supports it.
+        model: a :class:`~biomedclip.models.runtime.ModelRunner` (or a LoadedModel, or a model
+            name/path); default: the model recorded in the index, loaded on first use.
+        device, precision: where a model given by name is loaded (``auto`` = CUDA if present).
     """
 
-    def __init__(self, index: str | Path | VectorIndex, model: Any = None, *, bf16: bool = True) -> None:
+    def __init__(self, index: str | Path | VectorIndex, model: Any = None, *, device: str = "auto",
+                 precision: str = "auto") -> None:
         self.index = index if isinstance(index, VectorIndex) else VectorIndex(index)
         meta_path = self.index.path / INDEX_METADATA
         self._meta = None
@@ -70,21 +74,38 @@ class Searcher:
             if self._meta.num_rows != self.index.count:
                 raise ValueError(f"{meta_path}: {self._meta.num_rows} rows for an index of {self.index.count}")
         self._model = model
-        self.bf16 = bf16
+        self._runtime = (device, precision)
+        self.model_warning: str | None = None
+        self._weights_checked = False
         self._lock = threading.Lock()
 
     @property
-    def model(self) -> Any:
+    def model(self) -> ModelRunner:
         """The query model (loaded on first use)."""
         with self._lock:
-            if self._model is None or isinstance(self._model, str | Path):
-                from biomedclip.models.factory import load_model
-
-                name = self._model or self.index.info.model
-                if not name:
+            if not isinstance(self._model, ModelRunner):
+                if self._model is None and not self.index.info.model:
                     raise ValueError("the index does not record its model; pass model=")
-                self._model = load_model(name)
+                device, precision = self._runtime
+                self._model = as_runner(self._model or self.index.info.model, device=device, precision=precision)
+            if not self._weights_checked:
+                self._weights_checked = True
+                self.model_warning = self._check_weights(self._model)
             return self._model
+
+    def _check_weights(self, runner: ModelRunner) -> str | None:
+        """A warning when the query model is not the one that made the index's vectors.
+
+        Same width is not same space: another model's queries rank the collection at random.
+        """
+        recorded = self.index.info.weights_sha256
+        if not recorded or recorded == runner.weights_sha256():
+            return None
+        message = (f"the query model {runner.identity()} is not the model that made this index "
+                   f"({self.index.info.model}, weights sha256 {recorded[:12]}…): rankings are meaningless "
+                   "unless both share one embedding space")
+        warnings.warn(message, stacklevel=3)
+        return message
 
     def rows(self, ids: list[int]) -> list[dict[str, Any]]:
         """Metadata rows for collection ids (empty dicts when the index has no metadata)."""
@@ -118,30 +139,25 @@ class Searcher:
 
     def embed_text(self, text: str) -> np.ndarray:
         """[1, D] unit-norm query vector for a text."""
-        from biomedclip.evaluate.features import encode_texts
-
         if not text.strip():
             raise ValueError("the query text is empty")
         model = self.model
         with self._lock:
-            return encode_texts(model, [text], bf16=self.bf16)
+            return model.encode_texts([text])
 
     def embed_image(self, image: Image.Image) -> np.ndarray:
         """[1, D] unit-norm query vector for an RGB image."""
-        from biomedclip.evaluate.features import encode_images
-
         model = self.model
         with self._lock:
-            return encode_images(model, [image], bf16=self.bf16)
+            return model.encode_images([image])
 
     def search_text(self, text: str, k: int = 10) -> list[Hit]:
         """Top-``k`` collection items for a text query."""
         return self.search_vectors(self.embed_text(text), k)[0]
 
-    def search_image(self, image: Image.Image | str | Path, k: int = 10, **load_options: Any) -> list[Hit]:
-        """Top-``k`` items for an image (a PIL image or a file, DICOM/NIfTI included)."""
+    def search_image(self, image: Image.Image | str | Path, k: int = 10,
+                     read_options: ReadOptions | None = None) -> list[Hit]:
+        """Top-``k`` items for an image (a PIL image, or a file read with ``read_options``: DICOM/NIfTI too)."""
         if not isinstance(image, Image.Image):
-            from biomedclip.io.medical import load_image
-
-            image = load_image(image, **load_options)
+            image = load_image(image, read_options)
         return self.search_vectors(self.embed_image(image), k)[0]

@@ -58,13 +58,15 @@ class RunSpec:
 
     kind: str  # "image" | "text"
     model: str
+    weights_sha256: str = ""  # what made the vectors, whatever path it was loaded from
     dtype: str = "float32"
     chunk_size: int = 2048
     inputs: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model, "dtype": self.dtype, "chunk_size": self.chunk_size,
+        return {"kind": self.kind, "model": self.model, "weights_sha256": self.weights_sha256,
+                "dtype": self.dtype, "chunk_size": self.chunk_size,
                 "inputs": self.inputs, "options": self.options}
 
 
@@ -245,6 +247,11 @@ class EmbeddingSet:
     @property
     def model(self) -> str:
         return str(self.info["model"])
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """sha256 of the weights that made the vectors (None for folders written before it was recorded)."""
+        return self.info.get("weights_sha256") or None
 
     def metadata(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The per-row metadata (``id`` = row of :meth:`vectors`)."""

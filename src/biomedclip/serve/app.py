@@ -124,6 +124,7 @@ class Health(BaseModel):
     model: str
     embed_dim: int
     temperature: float
+    device: str
     precision: str
     index: dict[str, Any] | None
     limits: dict[str, int]
@@ -172,31 +173,29 @@ class EmbedResult(BaseModel):
 class ModelService:
     """One loaded model (and optional index) shared by all requests; model calls hold ``lock``."""
 
-    def __init__(self, model: Any, index: str | Path | None = None, *, bf16: bool = True) -> None:
-        from biomedclip.search.classify import logit_scale
-        from biomedclip.search.embed import model_identity, resolve_precision
+    def __init__(self, model: Any, index: str | Path | None = None, *, device: str | None = None,
+                 precision: str | None = None) -> None:
+        from biomedclip.models.runtime import as_runner
 
-        if isinstance(model, str | Path):
-            from biomedclip.models.factory import load_model
-
-            model = load_model(model)
-        self.loaded = model
-        self.name = model_identity(model)
-        self.bf16 = bf16
-        self.precision = resolve_precision(bf16)
-        self.temperature = logit_scale(model)
-        self.embed_dim = int(model.model_cfg.get("embed_dim", 0))
+        runner = as_runner(model, device=device, precision=precision)
+        self.runner = runner
+        self.name = runner.identity()
+        self.device = str(runner.device)
+        self.precision = runner.precision
+        self.temperature = runner.temperature
+        self.embed_dim = runner.embed_dim
         self.lock = threading.Lock()
         self._labels: OrderedDict[tuple[tuple[str, ...], tuple[str, ...] | None], Any] = OrderedDict()
         self.searcher = None
         if index is not None:
             from biomedclip.search.query import Searcher
 
-            self.searcher = Searcher(index, model, bf16=bf16)
+            self.searcher = Searcher(index, runner)
             if self.searcher.index.dim != self.embed_dim:
                 raise ValueError(f"index {index} holds {self.searcher.index.dim}-d vectors but the model makes "
                                  f"{self.embed_dim}-d ones: serve the model that built the index "
                                  f"({self.searcher.index.info.model})")
+            self.searcher.model  # noqa: B018 - checks the index's recorded weights against ours
 
     def label_set(self, labels: list[str], templates: list[str] | None) -> Any:
         from biomedclip.search.classify import label_set
@@ -206,29 +205,23 @@ class ModelService:
             if key in self._labels:
                 self._labels.move_to_end(key)
                 return self._labels[key]
-            chosen = label_set(self.loaded, labels, templates)
+            chosen = label_set(self.runner, labels, templates)
             self._labels[key] = chosen
             if len(self._labels) > LABEL_CACHE_SIZE:
                 self._labels.popitem(last=False)
             return chosen
 
     def image_features(self, image: Image.Image) -> np.ndarray:
-        from biomedclip.evaluate.features import encode_images
-
         with self.lock:
-            return encode_images(self.loaded, [image], bf16=self.bf16)
+            return self.runner.encode_images([image])
 
     def text_features(self, texts: list[str]) -> np.ndarray:
-        from biomedclip.evaluate.features import encode_texts
-
         with self.lock:
-            return encode_texts(self.loaded, texts, bf16=self.bf16)
+            return self.runner.encode_texts(texts)
 
     def classify(self, image: Image.Image, labels: list[str], templates: list[str] | None) -> tuple[Any, np.ndarray]:
-        from biomedclip.search.classify import probabilities
-
         chosen = self.label_set(labels, templates)
-        return chosen, probabilities(self.loaded, self.image_features(image), chosen)[0]
+        return chosen, self.runner.probabilities(self.image_features(image), chosen.embeddings)[0]
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -266,10 +259,14 @@ def _ms(started: float) -> float:
 # -- the app --------------------------------------------------------------------------------------
 
 def create_app(model: Any, index: str | Path | None = None, *, limits: UploadLimits | None = None,
-               bf16: bool = True) -> FastAPI:
-    """The FastAPI app; the model (and index) are loaded here, once, before the first request."""
+               device: str | None = None, precision: str | None = None) -> FastAPI:
+    """The FastAPI app; the model (and index) are loaded here, once, before the first request.
+
+    ``model`` is a :class:`~biomedclip.models.runtime.ModelRunner`, a loaded model, or a name/path
+    loaded on ``device`` with ``precision`` (both ``auto`` by default: CUDA if present).
+    """
     limits = limits or UploadLimits()
-    service = ModelService(model, index, bf16=bf16)
+    service = ModelService(model, index, device=device, precision=precision)
     app = FastAPI(title="BiomedCLIP", version="0.1.0",
                   description="Zero-shot classification, text/image search and embeddings with a BiomedCLIP model.")
     app.state.service = service
@@ -300,9 +297,10 @@ def create_app(model: Any, index: str | Path | None = None, *, limits: UploadLim
         if service.searcher is not None:
             info = service.searcher.index.info
             index = {"count": service.searcher.index.count, "kind": info.kind, "factory": info.factory,
-                     "recall_at_10": info.recall_at_10, "model": info.model}
+                     "recall_at_10": info.recall_at_10, "model": info.model,
+                     "model_matches": service.searcher.model_warning is None}
         return Health(status="ok", model=service.name, embed_dim=service.embed_dim, temperature=service.temperature,
-                      precision=service.precision, index=index,
+                      device=service.device, precision=service.precision, index=index,
                       limits={"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels,
                               "max_voxels": limits.max_voxels})
 

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,11 +30,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from biomedclip.errors import BiomedclipError
 from biomedclip.train.monitor import LogFollower, StepRecord, read_log, write_csv
 from biomedclip.train.recipe import Recipe, open_clip_args, plan_schedule
 
 
-class TrainError(RuntimeError):
+class TrainError(BiomedclipError, RuntimeError):
     """A run that cannot start or did not produce a checkpoint; the message says what to do."""
 
 
@@ -51,6 +53,7 @@ class TrainConfig:
     torchrun_args: list[str] = field(default_factory=list)
     resume: bool = False
     name: str = "train"
+    device: str = "auto"  # auto|cpu|cuda|cuda:N — the runtime's rules; several processes = one GPU each
 
 
 def split_shards(data: Path, split: str) -> tuple[list[Path], int]:
@@ -120,7 +123,10 @@ def _run_in_process(argv: list[str], log_file: Path) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a") as sink, contextlib.redirect_stderr(sink):
         try:
-            status = open_clip_main(argv)
+            try:
+                status = open_clip_main(argv)
+            except SystemExit as exc:  # its argparse rejects an argument: usage text on stderr, then exit 2
+                status = exc.code
         finally:
             for handler in set(root.handlers) - set(handlers_before):
                 root.removeHandler(handler)
@@ -133,7 +139,7 @@ def _run_in_process(argv: list[str], log_file: Path) -> None:
                 logging.getLogger(name).setLevel(level)
             root.setLevel(root_level)
     if status not in (None, 0):
-        raise TrainError(f"open_clip_train stopped with status {status}; see {log_file}")
+        raise TrainError(f"open_clip_train stopped with status {status}{_trainer_error(log_file)}; see {log_file}")
 
 
 def _run_torchrun(argv: list[str], nproc: int, torchrun_args: list[str], log_file: Path) -> None:
@@ -150,7 +156,27 @@ def _run_torchrun(argv: list[str], nproc: int, torchrun_args: list[str], log_fil
         result = subprocess.run([*launcher, *torchrun_args, "-m", "biomedclip.train.worker", str(args_file)],
                                 stdout=sink, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
-        raise TrainError(f"torchrun exited with status {result.returncode}; see {log_file}")
+        raise TrainError(f"torchrun exited with status {result.returncode}{_trainer_error(log_file)}; see {log_file}")
+
+
+def _trainer_error(log_file: Path) -> str:
+    """``: <reason>`` from the trainer's log, or ``""``: its last argparse ``error:`` line or exception line.
+
+    The trainer's stderr goes to ``log_file``, so without this a rejected argument would stop the
+    run with nothing on the user's terminal but a status code.
+    """
+    try:
+        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-200:]
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        _, sep, reason = line.partition("error: ")  # argparse: "main.py: error: argument --x: invalid choice …"
+        if sep and reason.strip():
+            return f": {reason.strip()}"
+    for line in reversed(lines):
+        if re.match(r"\w+(Error|Exception): \S", line):  # the last line of a traceback
+            return f": {line.strip()}"
+    return ""
 
 
 def latest_checkpoint(run_logs: Path) -> Path | None:
@@ -166,6 +192,18 @@ def latest_checkpoint(run_logs: Path) -> Path | None:
 def train(config: TrainConfig, on_step: Callable[[StepRecord], None] | None = None,
           on_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) training; return the summary also written to RUN/summary.json."""
+    from biomedclip.models.runtime import resolve_device
+
+    device = resolve_device(config.device)  # fails at once when the GPU asked for is not here
+    precision = config.recipe.resolved_precision(device)  # and on a precision name open_clip would refuse
+    if device.type == "cuda" and config.nproc > 1:
+        import torch
+
+        if config.nproc > torch.cuda.device_count():
+            raise TrainError(f"--nproc {config.nproc} on CUDA means one process per GPU, but this node has "
+                             f"{torch.cuda.device_count()}; use --nproc {torch.cuda.device_count()} (per node)")
+    elif device.type not in ("cuda", "cpu"):
+        raise TrainError(f"training runs on CUDA GPUs or the CPU, not on {device}")
     out = Path(config.out).resolve()
     run_logs = out / "logs" / config.name
     if (run_logs / "out.log").exists() and not config.resume:
@@ -183,9 +221,11 @@ def train(config: TrainConfig, on_step: Callable[[StepRecord], None] | None = No
         config.recipe, schedule, model=f"local-dir:{bundle}", train_data=shard_urls(train_shards),
         val_data=shard_urls(val_shards) if val_shards else None, val_samples=n_val, logs=out / "logs",
         name=config.name, resampled=True, world_size=config.nproc, resume="latest" if config.resume else None,
+        device=device,
     )
     plan = {"train_samples": n_train, "val_samples": n_val, "schedule": asdict(schedule),
-            "precision": config.recipe.resolved_precision(), "nproc": config.nproc, "argv": argv}
+            "device": str(device) if config.nproc == 1 or device.type == "cpu" else "cuda:LOCAL_RANK",
+            "precision": precision, "nproc": config.nproc, "argv": argv}
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
     if on_start:
         on_start(plan)

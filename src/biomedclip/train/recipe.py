@@ -11,21 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from biomedclip.models.runtime import train_precision
+
+if TYPE_CHECKING:
+    import torch
 
 PAPER_WARMUP_STEPS = 2000
 WARMUP_CAP_FRACTION = 0.1
 MIN_STEPS_PER_EPOCH = 200
-
-
-def bf16_available() -> bool:
-    """Whether bf16 autocast is fast here: a CUDA device, or a CPU with native bf16 (AVX512-BF16/AMX)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
 @dataclass
@@ -42,7 +37,7 @@ class Recipe:
     weight_decay: float = 0.2
     warmup: int = PAPER_WARMUP_STEPS
     crop_scale: tuple[float, float] = (0.9, 1.0)
-    precision: str = "auto"  # auto → amp_bf16 where the hardware has it, else fp32
+    precision: str = "auto"  # auto → the runtime's rule: amp_bf16 / amp on GPUs, amp_bf16 on bf16 CPUs, else fp32
     workers: int = 1
     grad_checkpointing: bool = False
     patch_dropout: float = 0.0
@@ -55,10 +50,9 @@ class Recipe:
     log_every_n_steps: int = 10
     extra_args: list[str] = field(default_factory=list)
 
-    def resolved_precision(self) -> str:
-        if self.precision != "auto":
-            return self.precision
-        return "amp_bf16" if bf16_available() else "fp32"
+    def resolved_precision(self, device: torch.device) -> str:
+        """open_clip_train's ``--precision`` for this run on ``device`` (see ``runtime.train_precision``)."""
+        return train_precision(device, self.precision)
 
 
 @dataclass(frozen=True)
@@ -111,9 +105,22 @@ def open_clip_args(
     resampled: bool = False,
     world_size: int = 1,
     resume: str | None = None,
-    device: str = "cpu",
+    device: torch.device | None = None,
 ) -> list[str]:
-    """The ``open_clip_train.main`` argument list for this run."""
+    """The ``open_clip_train.main`` argument list for this run.
+
+    ``device``: CPU → ``--device cpu`` with gloo; CUDA → ``--device cuda`` with NCCL, and with
+    several processes open_clip_train puts each rank on ``cuda:LOCAL_RANK`` (one GPU per process);
+    a single process keeps the GPU index asked for (``cuda:1``).
+    """
+    import torch
+
+    device = device if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        device_arg = "cuda" if world_size > 1 or device.index is None else f"cuda:{device.index}"
+        backend = "nccl"
+    else:
+        device_arg, backend = device.type, "gloo"
     args = [
         "--model", model,
         "--train-data", train_data,
@@ -128,9 +135,10 @@ def open_clip_args(
         "--wd", str(recipe.weight_decay),
         "--warmup", str(schedule.warmup),
         "--lr-scheduler", "cosine",
-        "--precision", recipe.resolved_precision(),
+        "--precision", recipe.resolved_precision(device),
         "--workers", str(recipe.workers),
-        "--device", device,
+        "--device", device_arg,
+        "--dist-backend", backend,
         "--logs", str(logs),
         "--name", name,
         "--aug-cfg", f"scale=({recipe.crop_scale[0]}, {recipe.crop_scale[1]})",
