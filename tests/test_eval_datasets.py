@@ -13,11 +13,11 @@ from PIL import Image
 
 from biomedclip.evaluate.datasets import (
     DatasetError,
-    ImageOptions,
     load_classification,
     load_retrieval,
 )
 from biomedclip.evaluate.taskfile import TaskError, align_labels, builtin_tasks, default_task, load_task
+from biomedclip.io.medical import ReadOptions
 
 
 def _png(path: Path, value: int, size: int = 16) -> Path:
@@ -53,7 +53,7 @@ def test_folder_reads_dicom_and_nifti(realdata: Path, tmp_path: Path) -> None:
     (root / "mr").mkdir()
     shutil.copy(realdata / "images" / "CT_small.dcm", root / "ct" / "a.dcm")
     shutil.copy(realdata / "images" / "anatomical.nii", root / "mr" / "b.nii")
-    data = load_classification(root, options=ImageOptions(window=(40, 400)))
+    data = load_classification(root, options=ReadOptions(window=(40, 400)))
     images = data.split("test").images
     assert [images.load(i).mode for i in range(len(images))] == ["RGB", "RGB"]
     plain = load_classification(root)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from biomedclip.io.medical import MedicalImageError, is_medical, load_image, load_image_bytes
+from biomedclip.io.medical import MedicalImageError, ReadOptions, is_medical, load_image, load_image_bytes
 
 pydicom = pytest.importorskip("pydicom")
 nib = pytest.importorskip("nibabel")
@@ -66,10 +66,10 @@ def test_ct_rescale_then_min_max(images: Path) -> None:
 def test_ct_window_argument_in_hounsfield_units(images: Path) -> None:
     ds = pydicom.dcmread(images / "CT_small.dcm")
     hu = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-    got = _grey(load_image(images / "CT_small.dcm", window=(40, 400)))
+    got = _grey(load_image(images / "CT_small.dcm", ReadOptions(window=(40, 400))))
     assert np.abs(got - _linear_exact(hu, 40, 400)).max() <= 1
     # a narrower window saturates more pixels: the argument really changes the picture
-    narrow = _grey(load_image(images / "CT_small.dcm", window=(40, 80)))
+    narrow = _grey(load_image(images / "CT_small.dcm", ReadOptions(window=(40, 80))))
     assert (narrow == 255).sum() > (got == 255).sum()
 
 
@@ -116,9 +116,9 @@ def test_multiframe_dicom_picks_the_requested_frame(tmp_path: Path) -> None:
     path = _multiframe(tmp_path)
     middle = _grey(load_image(path))
     assert middle[3, 3] == round(200 / 4000 * 255)  # frame 1 of 0..2 (value 200)
-    assert _grey(load_image(path, slice_index=2))[3, 3] == round(300 / 4000 * 255)
+    assert _grey(load_image(path, ReadOptions(slice_index=2)))[3, 3] == round(300 / 4000 * 255)
     with pytest.raises(MedicalImageError, match=r"multi\.dcm.*frame 3 out of range"):
-        load_image(path, slice_index=3)
+        load_image(path, ReadOptions(slice_index=3))
 
 
 def test_dicom_detected_by_magic_without_suffix(images: Path) -> None:
@@ -147,7 +147,7 @@ def test_nifti_middle_axial_slice_matches_nibabel(images: Path) -> None:
     expected = _minmax(np.rot90(volume[:, :, volume.shape[2] // 2]))
     got = _grey(load_image(images / "anatomical.nii"))
     assert np.abs(got - expected).max() <= 1
-    sagittal = _grey(load_image(images / "anatomical.nii", axis=0, slice_index=5))
+    sagittal = _grey(load_image(images / "anatomical.nii", ReadOptions(axis=0, slice_index=5)))
     assert np.abs(sagittal - _minmax(np.rot90(volume[5]))).max() <= 1
 
 
@@ -166,7 +166,7 @@ def test_nifti_gz_bytes_and_4d_and_cal_window(tmp_path: Path) -> None:
     nib.save(img, windowed)
     assert np.abs(_grey(load_image(windowed)) - _linear_exact(np.rot90(vol[:, :, 2, 0]), 400, 400)).max() <= 1
     with pytest.raises(MedicalImageError, match=r"series\.nii\.gz: slice 9 out of range"):
-        load_image(path, slice_index=9)
+        load_image(path, ReadOptions(slice_index=9))
 
 
 def test_sixteen_bit_and_greyscale_png(tmp_path: Path) -> None:
@@ -175,7 +175,8 @@ def test_sixteen_bit_and_greyscale_png(tmp_path: Path) -> None:
     Image.fromarray(values).save(path)
     assert Image.open(path).mode.startswith("I")
     assert np.abs(_grey(load_image(path)) - _minmax(values)).max() <= 1
-    assert np.abs(_grey(load_image(path, window=(2000, 1000))) - _linear_exact(values, 2000, 1000)).max() <= 1
+    windowed = _grey(load_image(path, ReadOptions(window=(2000, 1000))))
+    assert np.abs(windowed - _linear_exact(values, 2000, 1000)).max() <= 1
     grey = tmp_path / "grey.png"
     Image.fromarray((values // 16).astype(np.uint8)).save(grey)
     assert (_grey(load_image(grey)) == (values // 16).astype(np.uint8)).all()
@@ -207,7 +208,7 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(MedicalImageError, match=r"fake\.nii: not a readable single-file NIfTI"):
         load_image(fake_nii)
     with pytest.raises(MedicalImageError, match="window width must be a positive"):
-        load_image_bytes(b"x", "a.png", window=(10, 0))
+        load_image_bytes(b"x", "a.png", ReadOptions(window=(10, 0)))
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), "red").save(buffer, format="JPEG")
     truncated = tmp_path / "truncated.jpg"

@@ -4,7 +4,10 @@ PMC figure files come in every shape a journal production system can emit: basel
 JPEGs, palette GIFs (often the thumbnail), 16-bit TIFFs from microscopes, PNGs with alpha, files
 cut short in transit, and the occasional PDF renamed to ``.jpg``. :func:`prepare_image` turns any
 of them into the one shard format (RGB JPEG, long side capped) or raises :class:`ImageError` with
-a reason code the build counts in ``stats.json``.
+a reason code the build counts in ``stats.json``. The pixels → RGB rules (16-bit stretch, alpha on
+white, CMYK, palettes) are those of :mod:`biomedclip.io.pixels`, the conversion inference uses too, so a
+model sees a figure at test time as it saw it in training; DICOM and NIfTI media are read by
+:mod:`biomedclip.io.medical` (file window, middle slice), as ``biomedclip embed`` reads them.
 
 Speed matters because this is the inner loop of the data build: every image is decoded once (at
 reduced scale for large JPEGs, via ``draft``), resized once, encoded once, and perceptually hashed
@@ -15,35 +18,33 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import imagehash
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from biomedclip.data.records import ItemFailure, PreparedImage
+from biomedclip.io.medical import ALLOWED_FORMATS, MedicalImageError, declared_pixels, load_image_bytes, sniff
+from biomedclip.io.pixels import flatten, to_working
 
 __all__ = [
-    "ALLOWED_FORMATS",
     "IMAGE_ERROR_REASONS",
+    "DecodedFigure",
     "ImageError",
+    "decode_figure",
     "fit_within",
     "prepare_image",
     "resolve_graphic",
 ]
-
-#: Pillow formats we agree to decode. An allow-list keeps exotic decoders off untrusted input
-#: (EPS, for instance, would run Ghostscript) and matches the extensions ``resolve_graphic`` picks.
-#: Camera JPEGs with extra frames come back as format "MPO"; the JPEG opener handles them.
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "TIFF", "WEBP", "BMP")
 
 #: Every ``ImageError.reason`` this module raises.
 IMAGE_ERROR_REASONS: frozenset[str] = frozenset(
     {"empty_file", "corrupt_image", "decompression_bomb", "unsupported_format"}
 )
 
-_WHITE = (255, 255, 255)
 _ORIENTATION_TAG = 0x0112
 # EXIF orientation value → the transpose that undoes it (same table as ImageOps.exif_transpose).
 # We apply it ourselves, after resizing, so the rotation touches the small image only.
@@ -57,8 +58,7 @@ _ORIENTATION_FIX: dict[int, Image.Transpose] = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
-# Pillow modes that resize and flatten without a prior conversion.
-_WORKING_MODES = frozenset({"RGB", "L", "RGBA", "LA", "CMYK"})
+_MEDICAL_FORMATS = {"dicom": "DICOM", "nifti": "NIFTI"}
 # Large sources are first box-reduced by an integer factor that keeps them ≥ the target, then
 # resampled once (bicubic) by < 2×: the same "integer reduction, then one resample" that JPEG draft
 # mode gives, now for PNG/TIFF too. It halves resize time for typical 1.5k px figures. Measured
@@ -73,6 +73,16 @@ class ImageError(ItemFailure):
     Reasons: ``empty_file``, ``corrupt_image`` (truncated or undecodable), ``decompression_bomb``
     (declared canvas above ``max_pixels``), ``unsupported_format`` (not an image type we decode).
     """
+
+
+@dataclass(frozen=True)
+class DecodedFigure:
+    """A figure file decoded the build's way: the RGB image to encode and what the source was."""
+
+    rgb: Image.Image
+    orig_width: int
+    orig_height: int
+    orig_format: str
 
 
 def prepare_image(
@@ -90,33 +100,77 @@ def prepare_image(
     Raises :class:`ImageError` for anything that cannot become a sample.
     """
     _check_params(max_side, max_pixels, jpeg_quality)
+    figure = decode_figure(data, max_side=max_side, max_pixels=max_pixels)
+    with _image_errors():
+        jpeg = _encode_jpeg(figure.rgb, jpeg_quality)
+    return PreparedImage(
+        jpeg=jpeg,
+        width=figure.rgb.width,
+        height=figure.rgb.height,
+        orig_width=figure.orig_width,
+        orig_height=figure.orig_height,
+        orig_format=figure.orig_format,
+        sha256=hashlib.sha256(data).hexdigest(),
+        phash=perceptual_hash(figure.rgb),
+    )
+
+
+def decode_figure(data: bytes, *, max_side: int = 512, max_pixels: int = 100_000_000) -> DecodedFigure:
+    """Decode ``data`` to the RGB image :func:`prepare_image` encodes (long side ≤ ``max_side``).
+
+    Raster files are decoded once (at reduced scale for large JPEGs), converted with
+    :func:`biomedclip.io.pixels.to_working`, resized, flattened to RGB
+    (:func:`~biomedclip.io.pixels.flatten`) and oriented; when no resize is needed the pixels
+    equal what :func:`biomedclip.io.load_image` gives for the same bytes. DICOM/NIfTI bytes (by
+    magic) go through :mod:`biomedclip.io.medical`.
+    Raises :class:`ImageError`.
+    """
     if not data:
         raise ImageError("empty_file", "the file has 0 bytes")
+    kind = sniff(data)
+    if kind in _MEDICAL_FORMATS:
+        return _decode_medical(data, kind, max_side, max_pixels)
     im = _open(data, max_pixels)
     src_w, src_h = im.size
-    try:
+    with _image_errors():
         rgb, orientation = _decode_normalise(im, max_side)
-        jpeg = _encode_jpeg(rgb, jpeg_quality)
+    if orientation in _SWAPS_AXES:
+        src_w, src_h = src_h, src_w
+    return DecodedFigure(rgb, src_w, src_h, im.format or "unknown")
+
+
+@contextmanager
+def _image_errors() -> Iterator[None]:
+    """Any decoder failure on untrusted bytes means an unusable file: map it to an :class:`ImageError`."""
+    try:
+        yield
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError("decompression_bomb", str(exc)) from exc
     except MemoryError:
         raise
-    except Exception as exc:  # any decoder failure on untrusted bytes means an unusable file
+    except Exception as exc:
         raise ImageError("corrupt_image", f"{type(exc).__name__}: {exc}") from exc
-    if orientation in _SWAPS_AXES:
-        src_w, src_h = src_h, src_w
-    return PreparedImage(
-        jpeg=jpeg,
-        width=rgb.width,
-        height=rgb.height,
-        orig_width=src_w,
-        orig_height=src_h,
-        orig_format=im.format or "unknown",
-        sha256=hashlib.sha256(data).hexdigest(),
-        phash=perceptual_hash(rgb),
-    )
+
+
+def _decode_medical(data: bytes, kind: str, max_side: int, max_pixels: int) -> DecodedFigure:
+    """A DICOM instance or NIfTI volume as the build's RGB: the pixel cap counts every voxel."""
+    name = _MEDICAL_FORMATS[kind]
+    try:
+        pixels = declared_pixels(data, kind, name)
+    except MedicalImageError as exc:
+        raise ImageError("corrupt_image", exc.problem) from exc
+    if pixels > max_pixels:
+        raise ImageError("decompression_bomb", f"declared {pixels:,} pixels exceeds max_pixels={max_pixels:,}")
+    try:
+        rgb = load_image_bytes(data, name)
+    except MedicalImageError as exc:
+        raise ImageError("corrupt_image", exc.problem) from exc
+    target = fit_within(rgb.size, max_side)
+    with _image_errors():
+        resized = _resize(rgb, target) if rgb.size != target else rgb
+    return DecodedFigure(resized, rgb.width, rgb.height, name)
 
 
 def perceptual_hash(rgb: Image.Image) -> str:
@@ -185,10 +239,10 @@ def _decode_normalise(im: Image.Image, max_side: int) -> tuple[Image.Image, int]
     orientation = _orientation(im)
     if not drafted:  # GIF frames may differ from the header size; use what was decoded
         target = fit_within(im.size, max_side)
-    work = _working_image(im)
+    work = to_working(im)
     if work.size != target:
         work = _resize(work, target)
-    rgb = _flatten_to_rgb(work)
+    rgb = flatten(work)
     fix = _ORIENTATION_FIX.get(orientation)
     if fix is not None:
         rgb = rgb.transpose(fix)
@@ -269,58 +323,6 @@ def _orientation(im: Image.Image) -> int:
     except Exception:  # malformed EXIF blocks are common and harmless to the pixels
         return 1
     return value if isinstance(value, int) and value in range(1, 9) else 1
-
-
-def _working_image(im: Image.Image) -> Image.Image:
-    """Convert to a mode that resizes correctly: L, RGB, LA, RGBA or CMYK.
-
-    Kept as close to the source as possible (grayscale stays one channel, CMYK converts after the
-    resize) so the full-size work touches as few bytes as possible. CMYK JPEGs are read as
-    Adobe-style inverted CMYK with or without the APP14 marker: that is Pillow's default and what
-    browsers do (Photoshop writes them that way), so figures look as their authors saw them.
-    """
-    mode = im.mode
-    if mode in ("I", "F") or mode.startswith("I;"):
-        return _scale_to_8bit(im)
-    if mode in ("RGBA", "LA") or (mode in _WORKING_MODES and not im.has_transparency_data):
-        return im
-    if im.has_transparency_data:  # P/PA/RGBa/La, or a tRNS colour key on L/RGB/1
-        return im.convert("LA" if mode in ("L", "La", "1") else "RGBA")
-    if mode == "1":
-        return im.convert("L")
-    return im.convert("RGB")  # P, YCbCr, RGBX, LAB, HSV …
-
-
-def _scale_to_8bit(im: Image.Image) -> Image.Image:
-    """Map 16/32-bit integer or float pixels to 8-bit L using the values actually present.
-
-    Scientific images often store 10/12-bit data in 16-bit containers; dividing by 257 would
-    make them nearly black. Stretching min..max keeps the content visible, like an image viewer's
-    auto-contrast. NaN/inf (float images) become black.
-    """
-    arr = np.asarray(im)
-    finite = np.isfinite(arr) if arr.dtype.kind == "f" else None
-    values = arr[finite] if finite is not None and not finite.all() else arr
-    if values.size == 0:
-        return Image.new("L", im.size, 0)
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return Image.new("L", im.size, 0 if hi <= 0 else 255)
-    scaled = (arr.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo)) + np.float32(0.5)
-    if finite is not None:
-        scaled = np.where(finite, scaled, 0)
-    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
-
-
-def _flatten_to_rgb(im: Image.Image) -> Image.Image:
-    """RGB, with any transparency composited on white (figures are drawn for a white page)."""
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("RGBA", "LA"):
-        background = Image.new("RGB", im.size, _WHITE)
-        background.paste(im.convert("RGB"), mask=im.getchannel("A"))
-        return background
-    return im.convert("RGB")
 
 
 def _encode_jpeg(im: Image.Image, quality: int) -> bytes:

@@ -13,7 +13,7 @@ image — same sha256 in their metadata — become one image with several captio
 ``path,caption`` (repeat a path for several captions).
 
 Images are read lazily through :mod:`biomedclip.io.medical`, so DICOM and NIfTI files work
-anywhere a path does (with the same ``window`` / ``slice_index`` / ``axis`` options). An
+anywhere a path does (with the same :class:`~biomedclip.io.medical.ReadOptions`). An
 unreadable image is not fatal: embedding skips it, counts it and names it in the results.
 
 Every dataset has a :meth:`fingerprint` per split that changes when the data does (file names,
@@ -34,7 +34,15 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from biomedclip.io.medical import DICOM_SUFFIXES, NIFTI_SUFFIXES, MedicalImageError, load_image, load_image_bytes
+from biomedclip.io.medical import (
+    DICOM_SUFFIXES,
+    NIFTI_SUFFIXES,
+    MedicalImageError,
+    ReadOptions,
+    load_image,
+    load_image_bytes,
+)
+from biomedclip.io.pixels import array_to_rgb
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -42,7 +50,6 @@ __all__ = [
     "ClassificationData",
     "DatasetError",
     "FileImages",
-    "ImageOptions",
     "ImageSource",
     "LabeledSplit",
     "MemoryImages",
@@ -61,18 +68,6 @@ MULTI_LABEL_SEPARATOR = "|"
 
 class DatasetError(ValueError):
     """The dataset as a whole cannot be used; the message names the file and what to change."""
-
-
-@dataclass(frozen=True)
-class ImageOptions:
-    """How medical files are turned into pictures (part of the cache key)."""
-
-    window: tuple[float, float] | None = None
-    slice_index: int | None = None
-    axis: int = -1
-
-    def key(self) -> str:
-        return json.dumps([self.window, self.slice_index, self.axis])
 
 
 class ImageSource(Protocol):
@@ -102,14 +97,13 @@ class FileImages:
     """Image files on disk (any format :func:`biomedclip.io.medical.load_image` reads)."""
 
     paths: list[Path]
-    options: ImageOptions = field(default_factory=ImageOptions)
+    options: ReadOptions = field(default_factory=ReadOptions)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def load(self, index: int) -> Image.Image:
-        o = self.options
-        return load_image(self.paths[index], window=o.window, slice_index=o.slice_index, axis=o.axis)
+        return load_image(self.paths[index], self.options)
 
     def describe(self, index: int) -> str:
         return str(self.paths[index])
@@ -135,7 +129,7 @@ class ArrayImages:
 
     array: np.ndarray
     label: str = "array"
-    options: ImageOptions = field(default_factory=ImageOptions)
+    options: ReadOptions = field(default_factory=ReadOptions)
     _digest: str | None = None
 
     def __len__(self) -> int:
@@ -149,13 +143,7 @@ class ArrayImages:
             if not -depth <= chosen < depth:
                 raise MedicalImageError(self.describe(index), f"slice {chosen} out of range (depth {depth})")
             item = item[chosen]
-        if item.dtype != np.uint8:
-            lo, hi = float(np.nanmin(item)), float(np.nanmax(item))
-            scale = 255.0 / (hi - lo) if hi > lo else 0.0
-            item = np.clip(np.rint((np.nan_to_num(item.astype(np.float64)) - lo) * scale), 0, 255).astype(np.uint8)
-        if item.ndim == 2:
-            return Image.fromarray(item, mode="L").convert("RGB")
-        return Image.fromarray(np.ascontiguousarray(item[..., :3]), mode="RGB")
+        return array_to_rgb(item, self.options.window)  # the pixel rules of every other reader
 
     def describe(self, index: int) -> str:
         return f"{self.label}[{index}]"
@@ -175,15 +163,14 @@ class MemoryImages:
     """Encoded image files held in memory (shard samples): (name, bytes) pairs."""
 
     items: list[tuple[str, bytes]]
-    options: ImageOptions = field(default_factory=ImageOptions)
+    options: ReadOptions = field(default_factory=ReadOptions)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def load(self, index: int) -> Image.Image:
         name, data = self.items[index]
-        o = self.options
-        return load_image_bytes(data, name, window=o.window, slice_index=o.slice_index, axis=o.axis)
+        return load_image_bytes(data, name, self.options)
 
     def describe(self, index: int) -> str:
         return self.items[index][0]
@@ -264,10 +251,10 @@ class ClassificationData:
         return replace(self, splits=splits, notes=[*self.notes, f"limited to {limit} items per split (seed {seed})"])
 
 
-def load_classification(path: str | Path, *, options: ImageOptions | None = None) -> ClassificationData:
+def load_classification(path: str | Path, *, options: ReadOptions | None = None) -> ClassificationData:
     """Folder, CSV or .npz classification data (see the module docstring for the layouts)."""
     path = Path(path)
-    options = options or ImageOptions()
+    options = options or ReadOptions()
     if not path.exists():
         raise DatasetError(f"{path}: not found; pass an image folder, a .csv or a MedMNIST-style .npz")
     if path.is_dir():
@@ -289,7 +276,7 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _load_folder(root: Path, options: ImageOptions) -> ClassificationData:
+def _load_folder(root: Path, options: ReadOptions) -> ClassificationData:
     children = _class_dirs(root)
     if not children:
         raise DatasetError(f"{root}: no sub-folders; an image-folder dataset has one sub-folder per class "
@@ -336,7 +323,7 @@ def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
-def _load_csv(path: Path, options: ImageOptions) -> ClassificationData:
+def _load_csv(path: Path, options: ReadOptions) -> ClassificationData:
     header, rows = read_csv_table(path)
     path_col = _column(header, ("path", "image", "file", "filename"), path, "image path")
     label_col = _column(header, ("label", "labels", "class"), path, "label")
@@ -375,7 +362,7 @@ def _load_csv(path: Path, options: ImageOptions) -> ClassificationData:
     return ClassificationData(path, "csv", names, splits, multilabel=multilabel, notes=notes)
 
 
-def _load_npz(path: Path, options: ImageOptions) -> ClassificationData:
+def _load_npz(path: Path, options: ReadOptions) -> ClassificationData:
     try:
         archive = np.load(path, allow_pickle=False)
         keys = set(archive.files)
@@ -435,10 +422,10 @@ class RetrievalData:
 
 
 def load_retrieval(path: str | Path, split: str = "test", *, limit: int | None = None,
-                   options: ImageOptions | None = None) -> RetrievalData:
+                   options: ReadOptions | None = None) -> RetrievalData:
     """Shards (``DIR/<split>/*.tar``) or a CSV ``path,caption``; ``limit`` caps the number of images."""
     path = Path(path)
-    options = options or ImageOptions()
+    options = options or ReadOptions()
     if path.is_dir():
         return _retrieval_shards(path, split, limit, options)
     if path.suffix.lower() == ".csv":
@@ -462,7 +449,7 @@ def _group(ids: list[str], captions: list[str], limit: int | None) -> tuple[list
     return rows, texts, owner
 
 
-def _retrieval_shards(root: Path, split: str, limit: int | None, options: ImageOptions) -> RetrievalData:
+def _retrieval_shards(root: Path, split: str, limit: int | None, options: ReadOptions) -> RetrievalData:
     import tarfile
 
     import webdataset as wds
@@ -488,7 +475,7 @@ def _retrieval_shards(root: Path, split: str, limit: int | None, options: ImageO
                          texts, np.array(owner, dtype=np.int64))
 
 
-def _retrieval_csv(path: Path, split: str, limit: int | None, options: ImageOptions) -> RetrievalData:
+def _retrieval_csv(path: Path, split: str, limit: int | None, options: ReadOptions) -> RetrievalData:
     header, rows = read_csv_table(path)
     path_col = _column(header, ("path", "image", "file", "filename"), path, "image path")
     text_col = _column(header, ("caption", "text", "report"), path, "caption")

@@ -28,9 +28,14 @@ import tarfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
+
+from biomedclip.errors import BiomedclipError
+
+if TYPE_CHECKING:
+    from biomedclip.io.medical import ReadOptions
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp",
                                    ".dcm", ".dicom", ".nii", ".nii.gz")
@@ -41,7 +46,7 @@ TEXT_TABLE_COLUMNS: tuple[str, ...] = ("caption", "text")
 ITEM_COLUMNS: tuple[str, ...] = ("key", "source", "offset", "size", "caption", "pmcid", "split", "meta")
 
 
-class InputError(ValueError):
+class InputError(BiomedclipError, ValueError):
     """An INPUT that cannot be turned into a work list; the message names it and says why."""
 
 
@@ -84,15 +89,14 @@ def read_item_bytes(item: Item) -> bytes:
     return data
 
 
-def load_item_image(item: Item, *, window: tuple[float, float] | None = None, slice_index: int | None = None,
-                    axis: int = -1) -> Image.Image:
-    """Decode an item to RGB; DICOM/NIfTI (by suffix or magic) go through :mod:`biomedclip.io.medical`."""
+def load_item_image(item: Item, options: ReadOptions | None = None) -> Image.Image:
+    """Decode an item to RGB; DICOM/NIfTI (by magic or suffix) go through :mod:`biomedclip.io.medical`."""
     from biomedclip.io.medical import load_image, load_image_bytes
 
     if item.offset < 0:
-        return load_image(item.source, window=window, slice_index=slice_index, axis=axis)
+        return load_image(item.source, options)
     # shard members are ordinary images; the format comes from their magic bytes
-    return load_image_bytes(read_item_bytes(item), item.key, window=window, slice_index=slice_index, axis=axis)
+    return load_image_bytes(read_item_bytes(item), item.key, options)
 
 
 # -- discovery ------------------------------------------------------------------------------------

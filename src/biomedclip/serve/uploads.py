@@ -11,17 +11,20 @@ A public endpoint receives whatever a browser or a script sends. Before anything
   above ``max_pixels`` (2-D) or ``max_voxels`` (volumes) → 413. This is what stops decompression
   bombs: a few-kB PNG claiming 100,000 × 100,000 pixels is refused before a byte is inflated.
 
-Decoding itself goes through :func:`biomedclip.io.medical.load_image_bytes`; a file that passes
-the checks but is damaged (truncated JPEG, corrupt DICOM) gives 422 with the decoder's reason.
+What the bytes are and how many pixels they declare are asked of :mod:`biomedclip.io.medical`
+(:func:`~biomedclip.io.medical.sniff`, :func:`~biomedclip.io.medical.declared_pixels`), the same
+answers the loaders and the data build get; the upload's file name is never consulted. Decoding
+goes through :func:`biomedclip.io.medical.load_image_bytes`; a file that passes the checks but is
+damaged (truncated JPEG, corrupt DICOM) gives 422 with the decoder's reason.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 from dataclasses import dataclass
 
 from PIL import Image
+
+from biomedclip.io.medical import MedicalImageError, declared_pixels, load_image_bytes, sniff
 
 GENERIC_TYPES: frozenset[str] = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 IMAGE_TYPES: frozenset[str] = frozenset({
@@ -50,81 +53,6 @@ class UploadLimits:
     max_voxels: int = 2**28
 
 
-def sniff(data: bytes) -> str | None:
-    """The format the bytes really are (png, jpeg, tiff, bmp, gif, webp, dicom, nifti, gzip) or None.
-
-    DICOM is tested first: its 128-byte preamble may itself be a TIFF header (dual-personality files).
-    """
-    if data[128:132] == b"DICM":
-        return "dicom"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "tiff"
-    if data.startswith(b"BM"):
-        return "bmp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[344:348] == b"n+1\x00" or data[4:8] == b"n+2\x00":
-        return "nifti"
-    if data.startswith(b"\x1f\x8b"):
-        return "gzip"
-    return None
-
-
-def _nifti_header(data: bytes) -> bytes:
-    if data.startswith(b"\x1f\x8b"):
-        try:
-            return gzip.GzipFile(fileobj=io.BytesIO(data)).read(544)
-        except (OSError, EOFError) as exc:
-            raise UploadRejected(422, f"corrupt gzip stream ({exc})") from exc
-    return data[:544]
-
-
-def _nifti_voxels(data: bytes) -> int:
-    import nibabel as nib
-
-    head = _nifti_header(data)
-    klass = nib.Nifti2Header if head[4:8] == b"n+2\x00" else nib.Nifti1Header
-    if not (head[344:348] == b"n+1\x00" or head[4:8] == b"n+2\x00"):
-        raise UploadRejected(415, f"the gzip file is not a NIfTI volume; send {FORMATS_HELP}")
-    try:
-        header = klass.from_fileobj(io.BytesIO(head))
-        shape = header.get_data_shape()
-    except Exception as exc:  # nibabel raises HeaderDataError, ValueError, …
-        raise UploadRejected(422, f"unreadable NIfTI header ({type(exc).__name__}: {exc})") from exc
-    voxels = 1
-    for size in shape:
-        voxels *= max(int(size), 1)
-    return voxels
-
-
-def _dicom_pixels(data: bytes) -> int:
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-    except Exception as exc:  # pydicom raises many types for damaged headers
-        raise UploadRejected(422, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    return rows * cols * int(ds.get("NumberOfFrames", 1) or 1)
-
-
-def _image_pixels(data: bytes) -> tuple[int, int]:
-    """Width and height from the header only (PIL opens lazily; no pixel is decoded)."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Image.DecompressionBombError as exc:
-        raise UploadRejected(413, f"image too large to decode safely: {exc}") from exc
-    except Exception as exc:  # PIL raises OSError / SyntaxError / ValueError for broken headers
-        raise UploadRejected(422, f"cannot read the image header ({type(exc).__name__}: {exc})") from exc
-
-
 def check_upload(data: bytes, filename: str, content_type: str | None, limits: UploadLimits) -> str:
     """Refuse what must not be decoded (see the module docstring); returns the sniffed format."""
     if len(data) > limits.max_bytes:
@@ -134,35 +62,30 @@ def check_upload(data: bytes, filename: str, content_type: str | None, limits: U
     declared = (content_type or "").split(";")[0].strip().lower()
     if declared not in IMAGE_TYPES and declared not in GENERIC_TYPES:
         raise UploadRejected(415, f"unsupported content type {declared!r}; send {FORMATS_HELP}")
-    kind = sniff(data)
+    kind = sniff(data)  # the bytes alone: a misleading file name must not pick the decoder
     if kind is None:
         raise UploadRejected(415, f"{filename or 'the upload'} is not an image: its bytes are none of {FORMATS_HELP}")
-    if kind in ("nifti", "gzip"):
-        voxels = _nifti_voxels(data)
-        if voxels > limits.max_voxels:
-            raise UploadRejected(413, f"volume too large: {voxels:,} voxels > the {limits.max_voxels:,} limit")
-        return "nifti"
-    if kind == "dicom":
-        pixels = _dicom_pixels(data)
-        if pixels > limits.max_voxels:
-            raise UploadRejected(413, f"DICOM too large: {pixels:,} pixels > the {limits.max_voxels:,} limit")
-        return kind
-    width, height = _image_pixels(data)
-    if width * height > limits.max_pixels:
-        raise UploadRejected(413, f"image too large: {width:,} × {height:,} = {width * height:,} pixels > the "
-                                  f"{limits.max_pixels:,}-pixel limit (decompression-bomb guard)")
+    try:
+        pixels = declared_pixels(data, kind, filename or "the upload")
+    except Image.DecompressionBombError as exc:
+        raise UploadRejected(413, f"image too large to decode safely: {exc}") from exc
+    except MedicalImageError as exc:
+        raise UploadRejected(422, exc.problem + (f" — {exc.hint}" if exc.hint else "")) from exc
+    if kind == "nifti" and pixels > limits.max_voxels:
+        raise UploadRejected(413, f"volume too large: {pixels:,} voxels > the {limits.max_voxels:,} limit")
+    if kind == "dicom" and pixels > limits.max_voxels:
+        raise UploadRejected(413, f"DICOM too large: {pixels:,} pixels > the {limits.max_voxels:,} limit")
+    if kind not in ("nifti", "dicom") and pixels > limits.max_pixels:
+        raise UploadRejected(413, f"image too large: {pixels:,} pixels > the {limits.max_pixels:,}-pixel limit "
+                                  "(decompression-bomb guard)")
     return kind
 
 
 def decode_upload(data: bytes, filename: str, content_type: str | None, limits: UploadLimits) -> Image.Image:
     """Checked and decoded upload as an RGB image; :class:`UploadRejected` says why not."""
-    from biomedclip.io.medical import MedicalImageError, load_image_bytes
-
-    kind = check_upload(data, filename, content_type, limits)
-    # name the bytes by what they are, so a misleading suffix cannot send them to the wrong decoder
-    hint = {"dicom": "upload.dcm", "nifti": "upload.nii"}.get(kind, f"upload.{kind}")
-    try:
-        image = load_image_bytes(data, hint)
+    check_upload(data, filename, content_type, limits)
+    try:  # the decoder is chosen by the same bytes-first sniff, so the name only labels errors
+        image = load_image_bytes(data, filename)
     except MedicalImageError as exc:
         raise UploadRejected(422, f"cannot decode {filename or 'the upload'}: {exc.problem}"
                                   + (f" — {exc.hint}" if exc.hint else "")) from exc

@@ -82,6 +82,7 @@ def _blob(
     ys, xs = _window(g, cy, cx, r * 1.7 + soft)
     dy, dx = g.y[ys] - cy, g.x[:, xs] - cx
     dist = np.sqrt(dy * dy + dx * dx)
+    radius: np.ndarray | float
     if irregular:
         theta = np.arctan2(dy, dx)
         radius = np.full_like(dist, r)
@@ -118,6 +119,7 @@ def _grain_texture() -> np.ndarray:
 def _grain(rng: np.random.Generator, arr: np.ndarray, sigma: float) -> np.ndarray:
     """Per-pixel sensor noise (luminance only, so RGB images cost the same as grey ones)."""
     h, w = arr.shape[:2]
+    noise: np.ndarray
     if h <= _GRAIN_SIDE and w <= _GRAIN_SIDE:
         y0, x0 = int(rng.integers(_GRAIN_SIDE - h + 1)), int(rng.integers(_GRAIN_SIDE - w + 1))
         noise = _grain_texture()[y0 : y0 + h, x0 : x0 + w] * sigma
@@ -135,7 +137,7 @@ def _smooth(arr: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
 
 
-def _rgb(mask: np.ndarray, colour: Sequence[float]) -> np.ndarray:
+def _rgb(mask: np.ndarray, colour: Sequence[float] | np.ndarray) -> np.ndarray:
     return mask[..., None] * np.asarray(colour, np.float32)
 
 
