@@ -238,3 +238,50 @@ def test_product_packages_never_import_the_evaluation_package() -> None:
 def test_only_the_runtime_enters_autocast() -> None:
     users = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "torch.autocast(" in p.read_text())
     assert users == ["models/runtime.py"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle_and_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from biomedclip.models.factory import export_bundle
+
+    root = tmp_path_factory.mktemp("plumbing")
+    bundle = export_bundle(load_model("biomedclip-tiny", seed=0), root / "bundle")
+    rng = np.random.default_rng(1)
+    for label in ("xray", "mri"):
+        (root / "images" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "images" / label / f"{i}.png")
+    return bundle, root / "images"
+
+
+def test_each_command_records_the_runtime_it_resolved(tiny_bundle_and_images, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from biomedclip.cli import app
+
+    bundle, images = tiny_bundle_and_images
+    model = f"local-dir:{bundle}"
+    cli = CliRunner()
+    done = cli.invoke(app, ["embed", str(images), "--model", model, "--out", str(tmp_path / "emb"), "--workers", "0",
+                            "--device", "cpu", "--precision", "bf16"])
+    assert done.exit_code == 0, done.output
+    info = json.loads((tmp_path / "emb" / "embeddings.json").read_text())
+    assert (info["device"], info["precision"]) == ("cpu", "bf16") and len(info["weights_sha256"]) == 64
+    done = cli.invoke(app, ["classify", str(images / "xray" / "0.png"), "--model", model, "--labels", "x", "y",
+                            "--device", "cpu", "--fp32", "--json"])
+    assert done.exit_code == 0, done.output
+    payload = json.loads(done.stdout)
+    assert (payload["device"], payload["precision"]) == ("cpu", "fp32")
+    done = cli.invoke(app, ["eval", "zeroshot", "--model", model, "--data", str(images),
+                            "--out", str(tmp_path / "zs"), "--no-cache", "--bootstrap", "10", "--device", "cpu",
+                            "--precision", "fp32"])
+    results = json.loads((tmp_path / "zs" / "results.json").read_text())
+    assert done.exit_code in (0, 1), done.output
+    assert (results["model"]["device"], results["model"]["precision"]) == ("cpu", "fp32")
+    auto = Runtime.resolve("auto", "auto")
+    done = cli.invoke(app, ["classify", str(images / "mri" / "1.png"), "--model", model, "--labels", "x", "y",
+                            "--json"])
+    payload = json.loads(done.stdout)
+    assert (payload["device"], payload["precision"]) == (str(auto.device), auto.precision)

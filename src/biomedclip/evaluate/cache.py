@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from biomedclip.models.runtime import ModelLike
+
 log = logging.getLogger(__name__)
 
 __all__ = ["CACHE_ENV", "CachedFeatures", "FeatureCache", "default_cache_dir", "model_fingerprint"]
@@ -42,7 +44,7 @@ def default_cache_dir() -> Path:
     return base / "biomedclip" / "features"
 
 
-def model_fingerprint(model: Any) -> str:
+def model_fingerprint(model: ModelLike) -> str:
     """sha256 over the weights, preprocessing config and tokenizer vocabulary (the cache's model key).
 
     The model runtime owns the hash (:meth:`biomedclip.models.runtime.ModelRunner.weights_sha256`,

@@ -32,6 +32,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.multiclass import OneVsRestClassifier
 
 from biomedclip.evaluate.metrics import bootstrap_metrics, classification_metrics, multilabel_metrics
+from biomedclip.models.runtime import ModelLike
 
 __all__ = [
     "DEFAULT_CS",
@@ -224,7 +225,7 @@ def _ensure_splits(data: Any, seed: int) -> tuple[Any, list[str]]:
 
 
 def evaluate_linear_probe(
-    model: Any, data: Any, *, task: Any = None, cache: Any = None, shots: Sequence[int] = DEFAULT_SHOTS,
+    model: ModelLike, data: Any, *, task: Any = None, cache: Any = None, shots: Sequence[int] = DEFAULT_SHOTS,
     fractions: Sequence[float] = DEFAULT_FRACTIONS, seeds: int = 3, cs: Sequence[float] = DEFAULT_CS,
     n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int | None = None,
     progress: Callable[[str, int, int], None] | None = None, name: str | None = None,

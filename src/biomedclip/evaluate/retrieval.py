@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from biomedclip.models.runtime import ModelLike
+
 DEFAULT_KS = (1, 5, 10)
 
 
@@ -60,7 +62,7 @@ def recall_bootstrap(ranks: np.ndarray, k: int, *, n_resamples: int = 1000, seed
     return float(lo), float(hi)
 
 
-def evaluate_retrieval(model: Any, data: Any, *, cache: Any = None, ks: Sequence[int] = DEFAULT_KS,
+def evaluate_retrieval(model: ModelLike, data: Any, *, cache: Any = None, ks: Sequence[int] = DEFAULT_KS,
                        n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int | None = None,
                        progress: Any = None, name: str | None = None) -> Any:
     """Image↔text retrieval on a :class:`~biomedclip.evaluate.datasets.RetrievalData`, as a ``TaskResult``.

@@ -36,9 +36,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from biomedclip.errors import BiomedclipError
 from biomedclip.evaluate.linear_probe import DEFAULT_CS, DEFAULT_FRACTIONS, DEFAULT_SHOTS
 from biomedclip.evaluate.retrieval import DEFAULT_KS
 from biomedclip.io.medical import ReadOptions
+from biomedclip.models.runtime import ModelLike, ModelRunner
 
 __all__ = ["KINDS", "SuiteConfig", "SuiteError", "SuiteOutcome", "TaskConfig", "load_suite_config", "run_suite"]
 
@@ -46,7 +48,7 @@ KINDS = ("zeroshot", "retrieval", "linear-probe")
 Progress = Callable[[str, int, int], None]
 
 
-class SuiteError(ValueError):
+class SuiteError(BiomedclipError, ValueError):
     """The configuration cannot be run; the message names the file/key and the fix."""
 
 
@@ -186,7 +188,7 @@ def load_suite_config(path: str | Path) -> SuiteConfig:
         raise SuiteError(f"{path}: a setting has the wrong type ({exc})") from exc
 
 
-def _run_task(loaded: Any, cfg: TaskConfig, suite: SuiteConfig, cache: Any, progress: Progress | None) -> Any:
+def _run_task(loaded: ModelRunner, cfg: TaskConfig, suite: SuiteConfig, cache: Any, progress: Progress | None) -> Any:
     from biomedclip.evaluate.datasets import load_classification, load_retrieval
     from biomedclip.evaluate.linear_probe import evaluate_linear_probe
     from biomedclip.evaluate.retrieval import evaluate_retrieval
@@ -215,7 +217,7 @@ def _run_task(loaded: Any, cfg: TaskConfig, suite: SuiteConfig, cache: Any, prog
                                  cs=cfg.cs, progress=stage_progress, **common)
 
 
-def model_info(model: Any, source: str) -> dict[str, Any]:
+def model_info(model: ModelLike, source: str) -> dict[str, Any]:
     """What results.json records about the model (and the device/precision it ran with)."""
     from biomedclip.models.runtime import as_runner
 
@@ -227,7 +229,7 @@ def model_info(model: Any, source: str) -> dict[str, Any]:
             **runner.runtime.describe()}
 
 
-def run_suite(config: SuiteConfig, out: Path, *, overwrite: bool = False, loaded: Any = None,
+def run_suite(config: SuiteConfig, out: Path, *, overwrite: bool = False, loaded: ModelLike | None = None,
               progress: Progress | None = None, on_task_done: Callable[[Any], None] | None = None) -> SuiteOutcome:
     """Load the model (unless ``loaded`` is given), run every task, write the report into ``out``.
 

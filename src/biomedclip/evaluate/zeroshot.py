@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from biomedclip.models.runtime import ModelRunner, as_runner, softmax_probabilities
+from biomedclip.models.runtime import ModelLike, as_runner, softmax_probabilities
 
 
 def class_probabilities(image_feats: np.ndarray, class_feats: np.ndarray, temperature: float) -> np.ndarray:
@@ -33,7 +33,7 @@ def multilabel_probabilities(image_feats: np.ndarray, positive: np.ndarray, nega
     return 1.0 / (1.0 + np.exp(neg - pos))
 
 
-def evaluate_zeroshot(model: ModelRunner | Any, data: Any, task: Any, *, split: str = "test", cache: Any = None,
+def evaluate_zeroshot(model: ModelLike, data: Any, task: Any, *, split: str = "test", cache: Any = None,
                       n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95, batch_size: int | None = None,
                       progress: Any = None, name: str | None = None) -> Any:
     """Zero-shot classification of one split with bootstrap CIs, as a report-ready ``TaskResult``.

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from biomedclip.errors import BiomedclipError
 
@@ -394,6 +394,11 @@ class ModelRunner:
                 **self.runtime.describe()}
 
 
+ModelLike = Union[ModelRunner, "LoadedModel", str, Path]  # noqa: UP007 - a forward reference needs Union
+"""What library entry points accept as a model: a runner, a bare loaded model (runs where its weights
+are), or anything :func:`~biomedclip.models.factory.load_model` takes (loaded with the ``auto`` runtime)."""
+
+
 def softmax_probabilities(image_features: np.ndarray, class_embeddings: np.ndarray, temperature: float) -> np.ndarray:
     """Softmax over classes of ``temperature`` × cosine similarity (``[N, C]``), numerically stable."""
     import numpy as np
@@ -414,7 +419,7 @@ def load_runner(name_or_path: str | Path, *, device: str | torch.device | None =
     return ModelRunner(load_model(name_or_path, device=runtime.device, **load_options), runtime)
 
 
-def as_runner(model: ModelRunner | LoadedModel | str | Path, *, device: str | torch.device | None = None,
+def as_runner(model: ModelLike, *, device: str | torch.device | None = None,
               precision: str | None = None) -> ModelRunner:
     """A :class:`ModelRunner` for what a library caller passes.
 

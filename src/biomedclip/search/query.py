@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from biomedclip.io.medical import ReadOptions, load_image
-from biomedclip.models.runtime import ModelRunner, as_runner
+from biomedclip.models.runtime import ModelLike, ModelRunner, as_runner
 from biomedclip.search.index import INDEX_METADATA, VectorIndex
 from biomedclip.search.items import Item
 
@@ -62,7 +62,7 @@ class Searcher:
         device, precision: where a model given by name is loaded (``auto`` = CUDA if present).
     """
 
-    def __init__(self, index: str | Path | VectorIndex, model: Any = None, *, device: str = "auto",
+    def __init__(self, index: str | Path | VectorIndex, model: ModelLike | None = None, *, device: str = "auto",
                  precision: str = "auto") -> None:
         self.index = index if isinstance(index, VectorIndex) else VectorIndex(index)
         meta_path = self.index.path / INDEX_METADATA

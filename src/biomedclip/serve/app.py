@@ -37,6 +37,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
 
+from biomedclip.models.runtime import ModelLike
 from biomedclip.serve.uploads import UploadLimits, UploadRejected, decode_upload
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -173,7 +174,7 @@ class EmbedResult(BaseModel):
 class ModelService:
     """One loaded model (and optional index) shared by all requests; model calls hold ``lock``."""
 
-    def __init__(self, model: Any, index: str | Path | None = None, *, device: str | None = None,
+    def __init__(self, model: ModelLike, index: str | Path | None = None, *, device: str | None = None,
                  precision: str | None = None) -> None:
         from biomedclip.models.runtime import as_runner
 
@@ -258,7 +259,7 @@ def _ms(started: float) -> float:
 
 # -- the app --------------------------------------------------------------------------------------
 
-def create_app(model: Any, index: str | Path | None = None, *, limits: UploadLimits | None = None,
+def create_app(model: ModelLike, index: str | Path | None = None, *, limits: UploadLimits | None = None,
                device: str | None = None, precision: str | None = None) -> FastAPI:
     """The FastAPI app; the model (and index) are loaded here, once, before the first request.
 
