@@ -250,7 +250,8 @@ def tiny_bundle_and_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     for label in ("xray", "mri"):
         (root / "images" / label).mkdir(parents=True)
         for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "images" / label / f"{i}.png")
+            pixels = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "images" / label / f"{i}.png")
     return bundle, root / "images"
 
 
