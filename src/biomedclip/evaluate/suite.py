@@ -204,8 +204,8 @@ def _run_task(loaded: ModelRunner, cfg: TaskConfig, suite: SuiteConfig, cache: A
     common = {"cache": cache, "n_bootstrap": suite.bootstrap, "seed": suite.seed, "level": suite.level,
               "batch_size": suite.batch_size, "name": cfg.name}
     if cfg.kind == "retrieval":
-        data = load_retrieval(cfg.data, cfg.split, limit=cfg.limit, options=options)
-        return evaluate_retrieval(loaded, data, ks=cfg.ks, progress=report(f"embedding {cfg.split}"), **common)
+        pairs = load_retrieval(cfg.data, cfg.split, limit=cfg.limit, options=options)
+        return evaluate_retrieval(loaded, pairs, ks=cfg.ks, progress=report(f"embedding {cfg.split}"), **common)
     data = load_classification(cfg.data, options=options).limited(cfg.limit, suite.seed)
     task = load_task(cfg.task) if cfg.task else None
     if cfg.kind == "zeroshot":

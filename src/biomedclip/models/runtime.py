@@ -235,6 +235,11 @@ class ModelRunner:
         return self.loaded.model
 
     @property
+    def _clip(self) -> Any:
+        """The open_clip ``CLIP``/``CustomTextCLIP`` module (typed loosely: its encoders are not in torch's stubs)."""
+        return self.loaded.model
+
+    @property
     def name(self) -> str:
         return self.loaded.name
 
@@ -289,14 +294,14 @@ class ModelRunner:
         """
         import torch
 
-        feats = self.model.encode_image(pixels.to(self.device, non_blocking=True)).float()
+        feats = self._clip.encode_image(pixels.to(self.device, non_blocking=True)).float()
         return torch.nn.functional.normalize(feats, dim=-1).cpu()
 
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Unit-norm float32 CPU features of a token batch (inside :meth:`session`)."""
         import torch
 
-        feats = self.model.encode_text(tokens.to(self.device, non_blocking=True)).float()
+        feats = self._clip.encode_text(tokens.to(self.device, non_blocking=True)).float()
         return torch.nn.functional.normalize(feats, dim=-1).cpu()
 
     def session(self) -> AbstractContextManager[Any]:

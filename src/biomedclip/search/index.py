@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from biomedclip.errors import BiomedclipError
+
 INDEX_FILE = "index.faiss"
 INDEX_INFO = "index.json"
 INDEX_METADATA = "metadata.parquet"
@@ -56,7 +58,7 @@ ProgressFn = Callable[[str], None]
 """``progress(stage)`` with stage in train | add | tune | save."""
 
 
-class IndexBuildError(RuntimeError):
+class IndexBuildError(BiomedclipError, RuntimeError):
     """An index that cannot be built or loaded; the message says why and what to do."""
 
 
@@ -76,11 +78,16 @@ class VectorSource:
 
     @property
     def count(self) -> int:
-        return self._set.count if self._set is not None else len(self._array)
+        return self._set.count if self._set is not None else len(self._in_memory)
 
     @property
     def dim(self) -> int:
-        return self._set.dim if self._set is not None else int(self._array.shape[1])
+        return self._set.dim if self._set is not None else int(self._in_memory.shape[1])
+
+    @property
+    def _in_memory(self) -> np.ndarray:
+        assert self._array is not None  # exactly one of _set / _array is set by __init__
+        return self._array
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, float32 unit-norm block) in row order."""
@@ -88,7 +95,7 @@ class VectorSource:
 
         row = 0
         source = self._set.iter_chunks() if self._set is not None else (
-            self._array[i:i + self.block] for i in range(0, len(self._array), self.block))
+            self._in_memory[i:i + self.block] for i in range(0, len(self._in_memory), self.block))
         for block in source:
             block = np.ascontiguousarray(block, dtype=np.float32).copy()
             faiss.normalize_L2(block)  # float16 storage or user arrays may be off unit norm
@@ -353,9 +360,12 @@ def build_index(
         raise IndexBuildError(f"{out} already holds an index; pass --overwrite to replace it")
     emb = EmbeddingSet(data) if isinstance(data, str | Path) else data
     source = VectorSource(emb)
-    n, d = source.count, source.dim
-    if n == 0:
-        raise IndexBuildError("no vectors to index")
+    n = source.count
+    if n == 0:  # checked before .dim: a folder whose every item failed records no dimension
+        failed = getattr(emb, "info", {}).get("failed")
+        where = f": all {failed:,} items of {emb.path} failed to embed (see its errors.jsonl)" if failed else ""
+        raise IndexBuildError(f"no vectors to index{where}")
+    d = source.dim
     plan = plan_index(n, d, kind=kind, max_memory=max_memory, exact_below=exact_below)
     say = progress or (lambda stage: None)
     started = time.perf_counter()

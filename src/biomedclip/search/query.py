@@ -19,12 +19,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from biomedclip.errors import BiomedclipError
 from biomedclip.io.medical import ReadOptions, load_image
 from biomedclip.models.runtime import ModelLike, ModelRunner, as_runner
 from biomedclip.search.index import INDEX_METADATA, VectorIndex
 from biomedclip.search.items import Item
 
 HIT_COLUMNS: tuple[str, ...] = ("key", "source", "offset", "size", "caption", "pmcid", "split", "meta")
+
+
+class QueryError(BiomedclipError, ValueError):
+    """A query that cannot be run (empty text, an index without its model or with broken metadata)."""
 
 
 @dataclass
@@ -72,7 +77,7 @@ class Searcher:
 
             self._meta = pq.read_table(meta_path, columns=["id", *HIT_COLUMNS])
             if self._meta.num_rows != self.index.count:
-                raise ValueError(f"{meta_path}: {self._meta.num_rows} rows for an index of {self.index.count}")
+                raise QueryError(f"{meta_path}: {self._meta.num_rows} rows for an index of {self.index.count}")
         self._model = model
         self._runtime = (device, precision)
         self.model_warning: str | None = None
@@ -85,9 +90,11 @@ class Searcher:
         with self._lock:
             if not isinstance(self._model, ModelRunner):
                 if self._model is None and not self.index.info.model:
-                    raise ValueError("the index does not record its model; pass model=")
+                    raise QueryError("the index does not record its model; pass model= (--model)")
                 device, precision = self._runtime
-                self._model = as_runner(self._model or self.index.info.model, device=device, precision=precision)
+                source = self._model or self.index.info.model
+                assert source is not None  # checked above
+                self._model = as_runner(source, device=device, precision=precision)
             if not self._weights_checked:
                 self._weights_checked = True
                 self.model_warning = self._check_weights(self._model)
@@ -140,7 +147,7 @@ class Searcher:
     def embed_text(self, text: str) -> np.ndarray:
         """[1, D] unit-norm query vector for a text."""
         if not text.strip():
-            raise ValueError("the query text is empty")
+            raise QueryError("the query text is empty")
         model = self.model
         with self._lock:
             return model.encode_texts([text])

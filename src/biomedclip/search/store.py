@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from biomedclip.errors import BiomedclipError
 from biomedclip.search.items import ITEM_COLUMNS, Item
 
 INFO = "embeddings.json"
@@ -48,7 +49,7 @@ _ITEM_SCHEMA = pa.schema([
 _CHUNK_SCHEMA = pa.schema([("plan_index", pa.int64()), ("row", pa.int64()), *_ITEM_SCHEMA, ("error", pa.string())])
 
 
-class EmbeddingStoreError(RuntimeError):
+class EmbeddingStoreError(BiomedclipError, RuntimeError):
     """An embeddings folder that cannot be written, resumed or read; the message says what to do."""
 
 
@@ -70,7 +71,7 @@ class RunSpec:
                 "inputs": self.inputs, "options": self.options}
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     with open(tmp, "rb") as fh:

@@ -32,7 +32,7 @@ def allow_cpu_ddp() -> None:
                 device_ids = None
             super().__init__(module, device_ids, *args, **kwargs)
 
-    torch.nn.parallel.DistributedDataParallel = CpuFriendlyDDP
+    torch.nn.parallel.DistributedDataParallel = CpuFriendlyDDP  # type: ignore[misc]
 
 
 def main() -> None:
