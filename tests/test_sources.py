@@ -348,8 +348,13 @@ def test_unsafe_members_are_reported_and_nothing_is_written(
 
 def test_truncated_and_corrupt_packages(tmp_path: Path) -> None:
     good = package_bytes([("P.nxml", jats("P")), ("f.jpg", image_bytes("JPEG"))], top="P")
+    # cut after the XML: the intact XML is kept, the broken rest is one counted problem
+    (tmp_path / "half.tar.gz").write_bytes(good[: len(good) // 2])
+    half = open_article(ArticleRef(str(tmp_path / "half.tar.gz"), "package"))
+    assert half.xml == jats("P") and "f.jpg" not in half.media.names()
+    assert [p.reason for p in half.problems] == ["truncated_package"]
+    assert "half.tar.gz" in half.problems[0].source and "kept 1 intact" in half.problems[0].detail
     cases = {
-        "half.tar.gz": good[: len(good) // 2],
         "garbage.tar.gz": b"not a gzip stream at all" * 20,
         "flipped.tar.gz": good[:40] + bytes(b ^ 0xFF for b in good[40:80]) + good[80:],
     }

@@ -14,7 +14,7 @@ from typing import Any
 from biomedclip.data.filters import FilterConfig, caption_drop_reason, image_drop_reason
 from biomedclip.data.images import ImageError, prepare_image, resolve_graphic
 from biomedclip.data.jats import JatsError, parse_article
-from biomedclip.data.records import Article, ArticleBundle, ArticleRef, Figure, ItemError, make_key
+from biomedclip.data.records import Article, ArticleBundle, ArticleRef, Figure, ItemError, ItemFailure, make_key
 from biomedclip.data.sources import SourceError, open_article
 
 # "(A) … (B) …" or "A, … B, …" panel markers: a cheap, documented compound-figure heuristic.
@@ -54,6 +54,12 @@ class ArticleResult:
     samples: list[FigureSample] = field(default_factory=list)
     drops: list[tuple[str, str]] = field(default_factory=list)
     errors: list[ItemError] = field(default_factory=list)
+    # Set by sources that decide per article (PMC Cloud): why it was left out before any
+    # extraction ("retracted", "license_excluded", …), source records the writer logs in order
+    # (tombstones, article state), and request/byte counters summed into stats.json.
+    skipped: str = ""
+    records: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def article_id_for(article: Article, ref: ArticleRef) -> str:
@@ -71,10 +77,15 @@ def is_compound(caption: str) -> bool:
     return bool(_PANEL_RE.search(caption))
 
 
-def process_batch(batch: tuple[list[ArticleRef], ExtractSettings]) -> list[ArticleResult]:
-    """Executor entry point: a batch of articles amortises task overhead (IPC, Ray scheduling)."""
+def process_batch(batch: tuple[list[Any], ExtractSettings]) -> list[ArticleResult]:
+    """Executor entry point: a batch of articles amortises task overhead (IPC, Ray scheduling).
+
+    Items are :class:`ArticleRef` s, or work items of a planned source (PMC Cloud tasks) that
+    carry their own ``process(settings)``; both run in the same workers, in the same order.
+    """
     refs, settings = batch
-    return [process_article(ref, settings) for ref in refs]
+    return [process_article(ref, settings) if isinstance(ref, ArticleRef) else ref.process(settings)
+            for ref in refs]
 
 
 def read_article(
@@ -106,18 +117,28 @@ def process_article(ref: ArticleRef, settings: ExtractSettings) -> ArticleResult
     result.errors.extend(errors)
     if bundle is None or article is None:
         return result
+    return extract_figures(ref, article, bundle.media, settings, result)
+
+
+def extract_figures(ref: ArticleRef, article: Article, media: Any, settings: ExtractSettings,
+                    result: ArticleResult) -> ArticleResult:
+    """Filter, read and prepare the figures of a parsed article into ``result``.
+
+    Shared by every source: ``media`` is any MediaStore; a ``read`` that raises an
+    :class:`ItemFailure` (e.g. a checksum mismatch) becomes an error with that reason.
+    """
     result.parsed = True
     result.article_id = article_id_for(article, ref)
     result.figures_found = len(article.figures)
     if not article.figures:
         return result
     try:
-        media_names = list(bundle.media.names())
+        media_names = list(media.names())
     except OSError as exc:
         result.errors.append(ItemError(ref.uri, "unreadable_media", f"cannot list the article's files: {exc}"))
         return result
     for figure in article.figures:
-        _process_figure(figure, article, ref, bundle.media, media_names, settings, result)
+        _process_figure(figure, article, ref, media, media_names, settings, result)
     return result
 
 
@@ -141,6 +162,9 @@ def _process_figure(figure: Figure, article: Article, ref: ArticleRef, media: An
         return
     try:
         data = media.read(name)
+    except ItemFailure as exc:
+        result.errors.append(exc.to_item_error(f"{source}:{name}"))
+        return
     except (OSError, KeyError) as exc:
         result.errors.append(ItemError(f"{source}:{name}", "unreadable_image", str(exc)))
         return

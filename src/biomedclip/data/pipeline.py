@@ -35,9 +35,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from biomedclip import __version__
+from biomedclip.data import pmc_cloud
 from biomedclip.data.executors import ExecutorName, batched, default_workers, map_ordered
 from biomedclip.data.extract import ArticleResult, ExtractSettings, process_batch
 from biomedclip.data.filters import Deduplicator, FilterConfig
+from biomedclip.data.pmc_cloud import PmcOptions, PmcPlan, PmcTask
 from biomedclip.data.records import ArticleRef
 from biomedclip.data.shards import AppendLog, ShardWriter, WriterState, iter_jsonl
 from biomedclip.data.sources import discover_all
@@ -55,6 +57,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("compound", pa.bool_()), ("source", pa.string()), ("graphic", pa.string()),
     ("width", pa.int32()), ("height", pa.int32()), ("orig_width", pa.int32()), ("orig_height", pa.int32()),
     ("orig_format", pa.string()), ("sha256", pa.string()), ("phash", pa.string()),
+    ("license_code", pa.string()), ("pmc_version", pa.string()),  # PMC Cloud: bucket licence code, PMC123.2
 ])
 
 
@@ -80,6 +83,7 @@ class BuildConfig:
     storage_options: dict[str, Any] | None = None
     ray_address: str | None = None
     checkpoint_seconds: float = 2.0
+    pmc: PmcOptions | None = None  # how a PMC Cloud bucket source is read (None: auto-detect, defaults)
 
     def extract_settings(self) -> ExtractSettings:
         return ExtractSettings(filters=self.filters, max_side=self.max_side, max_pixels=self.max_pixels,
@@ -87,7 +91,7 @@ class BuildConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """Settings that decide the output bytes (executor and worker count do not)."""
-        return {
+        settings = {
             "sources": list(self.sources),
             "splits": self.splits,
             "filters": asdict(self.filters),
@@ -96,6 +100,9 @@ class BuildConfig:
             "jpeg_quality": self.jpeg_quality,
             "shard_size": self.shard_size,
         }
+        if self.pmc is not None:
+            settings["pmc_cloud"] = self.pmc.fingerprint()
+        return settings
 
 
 @dataclass
@@ -111,6 +118,8 @@ class BuildStats:
     errors: Counter = field(default_factory=Counter)
     split_samples: Counter = field(default_factory=Counter)
     split_articles: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)  # articles a source left out (retracted, licence …)
+    source_counts: Counter = field(default_factory=Counter)  # requests, bytes, retries … of planned sources
 
     def to_dict(self) -> dict[str, Any]:
         # not dataclasses.asdict: it rebuilds Counters from their items and breaks them
@@ -146,6 +155,7 @@ class _BuildFiles:
         self.work = out / "_build"
         self.state = self.work / "state.json"
         self.manifest_log = self.work / "manifest.jsonl"
+        self.records_log = self.work / "records.jsonl"
         self.errors_log = out / "errors.jsonl"
         self.drops_log = out / "drops.jsonl"
         self.manifest = out / "manifest.parquet"
@@ -186,10 +196,25 @@ def _prepare_out(config: BuildConfig, files: _BuildFiles, resume: bool) -> dict[
     return state
 
 
-def _refs_after(sources: Sequence[str], skip: int, storage_options: dict[str, Any] | None) -> Iterator[ArticleRef]:
-    for index, ref in enumerate(discover_all(sources, storage_options=storage_options)):
-        if index >= skip:
-            yield ref
+def _refs_after(sources: Sequence[str], skip: int, storage_options: dict[str, Any] | None,
+                pmc: PmcPlan | None = None) -> Iterator[ArticleRef | PmcTask]:
+    """Work items in build order from item ``skip`` on: each walked source's refs (each uri once,
+    as :func:`discover_all`), a PMC Cloud source's planned tasks in its place (skipped in SQL)."""
+    index = 0
+    seen: set[str] = set()
+    for source in sources:
+        if pmc is not None and source == pmc.source:
+            if index + pmc.count > skip:
+                yield from pmc.items(max(0, skip - index))
+            index += pmc.count
+            continue
+        for ref in discover_all([source], storage_options=storage_options):
+            if ref.uri in seen:
+                continue
+            seen.add(ref.uri)
+            if index >= skip:
+                yield ref
+            index += 1
 
 
 def build(
@@ -206,6 +231,7 @@ def build(
         return json.loads(files.stats.read_text())
     files.work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    pmc = pmc_cloud.prepare(config, files.work, fresh=state is None)  # PMC Cloud: inventory → frozen plan
 
     writers = {name: ShardWriter(out, name, max_samples=config.shard_size) for name in config.splits}
     dedup = Deduplicator(config.filters)
@@ -215,7 +241,7 @@ def build(
         manifest = AppendLog(files.manifest_log)
         errors = AppendLog(files.errors_log)
         drops = AppendLog(files.drops_log)
-        logs = _Logs(manifest, errors, drops)
+        logs = _Logs(manifest, errors, drops, AppendLog(files.records_log))
         _write_json_atomic(files.state, _state_dict(config, 0, stats, writers, logs, 0.0))
     else:
         stats, done = BuildStats.from_dict(state["stats"]), int(state["articles_done"])
@@ -228,11 +254,11 @@ def build(
         manifest = AppendLog(files.manifest_log, offset=state["manifest_offset"])
         errors = AppendLog(files.errors_log, offset=state["errors_offset"])
         drops = AppendLog(files.drops_log, offset=state["drops_offset"])
-        logs = _Logs(manifest, errors, drops)
+        logs = _Logs(manifest, errors, drops, AppendLog(files.records_log, offset=state.get("records_offset", 0)))
 
     settings = config.extract_settings()
     tasks = ((batch, settings) for batch in batched(
-        _refs_after(config.sources, done, config.storage_options), config.batch_size))
+        _refs_after(config.sources, done, config.storage_options, pmc), config.batch_size))
     last_checkpoint = time.monotonic()
     try:
         for results in map_ordered(process_batch, tasks, executor=config.executor, workers=config.workers,
@@ -254,6 +280,9 @@ def build(
         logs.close()
         _write_manifest_parquet(files.manifest_log, files.manifest)
         summary = _stats_summary(config, stats, writers, files, elapsed)
+        if pmc is not None:
+            pmc.finish(out, files.records_log, files.manifest)
+            summary["pmc_cloud"] = pmc.summary(stats.skipped, stats.source_counts)
         _write_json_atomic(files.stats, summary)
         final = _state_dict(config, done, stats, writers, None, elapsed)
         final["complete"] = True
@@ -271,19 +300,26 @@ class _Logs:
     manifest: AppendLog
     errors: AppendLog
     drops: AppendLog
+    records: AppendLog  # source records (PMC Cloud article state and tombstones), in article order
 
     def offsets(self) -> dict[str, int]:
         return {"manifest_offset": self.manifest.offset(), "errors_offset": self.errors.offset(),
-                "drops_offset": self.drops.offset()}
+                "drops_offset": self.drops.offset(), "records_offset": self.records.offset()}
 
     def close(self) -> None:
-        for log in (self.manifest, self.errors, self.drops):
+        for log in (self.manifest, self.errors, self.drops, self.records):
             log.close()
 
 
 def _consume(result: ArticleResult, config: BuildConfig, stats: BuildStats, writers: dict[str, ShardWriter],
              dedup: Deduplicator, seen_keys: set[str], logs: _Logs) -> None:
     """Apply build-wide decisions to one article's result, in discovery order."""
+    stats.source_counts.update(result.counts)
+    for record in result.records:
+        logs.records.append(record)
+    if result.skipped:  # left out by its source before extraction: not an article of this build
+        stats.skipped[result.skipped] += 1
+        return
     stats.articles_seen += 1
     stats.figures_found += result.figures_found
     if not result.parsed:
@@ -320,7 +356,8 @@ def _consume(result: ArticleResult, config: BuildConfig, stats: BuildStats, writ
 
 def _state_dict(config: BuildConfig, done: int, stats: BuildStats, writers: dict[str, ShardWriter],
                 logs: _Logs | None, elapsed: float) -> dict[str, Any]:
-    offsets = logs.offsets() if logs else {"manifest_offset": None, "errors_offset": None, "drops_offset": None}
+    offsets = logs.offsets() if logs else {"manifest_offset": None, "errors_offset": None, "drops_offset": None,
+                                            "records_offset": None}
     return {
         "version": STATE_VERSION,
         "fingerprint": config.fingerprint(),

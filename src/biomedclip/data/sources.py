@@ -565,19 +565,38 @@ def _stream_open_kwargs(fs: AbstractFileSystem) -> dict[str, Any]:
 def _collect_members(
     uri: str, reader: _LimitedReader, max_package_bytes: int, max_member_bytes: int
 ) -> _PackageContents:
-    """Read members in stream mode ("r|*"): sequential, no seeking, nothing extracted."""
+    """Read members in stream mode ("r|*"): sequential, no seeking, nothing extracted.
+
+    A truncated or corrupt stream keeps the members read intact before the break (the XML and
+    any complete images) and reports the broken rest as one ``truncated_package`` problem; only
+    when no XML was intact does the whole package fail (the caller raises).
+    """
     contents = _PackageContents()
-    with tarfile.open(fileobj=reader, mode="r|*") as tar:
-        for member in tar:
-            contents.member_names.append(member.name)
-            unsafe = unsafe_member_reason(member)
-            if unsafe:
-                contents.problems.append(
-                    ItemError(source=f"{uri}!{member.name}", reason="unsafe_tar_member", detail=unsafe)
-                )
-                continue
-            if member.isfile():
-                _keep_member(uri, tar, member, contents, max_package_bytes, max_member_bytes)
+    current = ""  # the member being read when the stream broke ("" = between members)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|*") as tar:
+            for member in tar:
+                current = member.name
+                contents.member_names.append(member.name)
+                unsafe = unsafe_member_reason(member)
+                if unsafe:
+                    contents.problems.append(
+                        ItemError(source=f"{uri}!{member.name}", reason="unsafe_tar_member", detail=unsafe)
+                    )
+                elif member.isfile():
+                    _keep_member(uri, tar, member, contents, max_package_bytes, max_member_bytes)
+                current = ""
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        if not contents.xml_members:
+            raise
+        kept = [name for name, _ in contents.xml_members] + sorted(contents.media)
+        lost = f"{current} (incomplete) and any member after it" if current else "any member after the break"
+        contents.problems.append(ItemError(
+            source=f"{uri}!{current or '<after ' + contents.member_names[-1] + '>'}",
+            reason="truncated_package",
+            detail=f"the package is truncated or corrupt ({type(exc).__name__}: {exc}); kept {len(kept)} intact "
+                   f"members ({', '.join(kept[:10])}), lost {lost}; download the package again for the rest",
+        ))
     return contents
 
 
