@@ -170,4 +170,4 @@ def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
            "--out", str(tmp_path / "o")]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 2
-    assert "nope" in result.stdout
+    assert "nope" in result.stderr

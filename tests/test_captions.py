@@ -109,14 +109,14 @@ def test_cli(corpus: Path, tmp_path: Path) -> None:
     assert f"{stats['figures']['found']:,} figures" in done.stdout
     assert "citing_sentences" in stats["columns"] and "license" not in stats["columns"]
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 2 and "--overwrite" in again.stdout
+    assert again.returncode == 2 and "--overwrite" in again.stderr
 
 
 def test_missing_source_leaves_no_partial_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "biomedclip.cli", "data", "captions", str(tmp_path / "nowhere"),
                            "--out", str(out), "--workers", "1"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "nowhere" in done.stdout
+    assert done.returncode == 2 and "nowhere" in done.stderr
     assert not list(out.glob("*.parquet*"))
 
 

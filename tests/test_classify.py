@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from biomedclip.cli import app
 from biomedclip.models.factory import load_model
+from biomedclip.models.prompts import DEFAULT_TEMPLATES
 from biomedclip.search.classify import LabelError, check_labels, classify_files, classify_images
 
 # The first test to ask for the session's trained model builds it (corpus, shards, training), which takes
@@ -95,8 +96,11 @@ def test_cli_table_json_task_and_bad_files(files, trained_run, tmp_path):
     # question: one image under the generic prompts is too small a sample to assert on)
     library = classify_files(loaded_model(trained_run), [xray, fundus], payload["labels"], None)
     assert [r["prediction"] for r in payload["results"]] == [r.prediction for r in library]
-    np.testing.assert_allclose([list(r["probabilities"].values()) for r in payload["results"]],
+    # probabilities: [{label, p}, …] in label order, the shape POST /classify answers with
+    assert all([e["label"] for e in r["probabilities"]] == payload["labels"] for r in payload["results"])
+    np.testing.assert_allclose([[e["p"] for e in r["probabilities"]] for r in payload["results"]],
                                [list(r.probabilities.values()) for r in library], atol=1e-4)
+    assert payload["templates"] == list(DEFAULT_TEMPLATES)  # the ones used, not null
     assert payload["temperature"] == pytest.approx(loaded_model(trained_run).temperature, rel=1e-5)
     table = runner.invoke(app, ["classify", str(xray), "-l", "chest X-ray", "fundus photograph", "-t", "a {} image",
                                 "--model", bundle(trained_run)])
@@ -112,6 +116,6 @@ def test_cli_table_json_task_and_bad_files(files, trained_run, tmp_path):
                               bundle(trained_run), "--json"])
     assert bad.exit_code == 1
     rows = json.loads(bad.output)["results"]
-    assert rows[0]["error"] and rows[0]["prediction"] is None and rows[1]["prediction"] in ("a", "b")
+    assert set(rows[0]) == {"file", "error"} and rows[0]["error"] and rows[1]["prediction"] in ("a", "b")
     none = runner.invoke(app, ["classify", str(xray), "--model", bundle(trained_run)])
     assert none.exit_code == 2 and "--labels" in none.output

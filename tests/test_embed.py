@@ -19,7 +19,9 @@ from search_assets import bundle, indexed, loaded_model
 from typer.testing import CliRunner
 
 from biomedclip.cli import app
-from biomedclip.evaluate.features import encode_images, encode_texts, read_shard_pairs
+from biomedclip.evaluate.features import read_shard_pairs
+from biomedclip.io.medical import ReadOptions
+from biomedclip.models.runtime import as_runner
 from biomedclip.search.embed import embed_images, embed_texts
 from biomedclip.search.items import InputError, discover_images, shard_items
 from biomedclip.search.store import EmbeddingStoreError, open_embeddings
@@ -56,7 +58,7 @@ def test_shard_embeddings_match_the_evaluation_encoder(learn_data, trained_run, 
     assert vectors.shape == (emb.count, 128) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     pairs = {p.key: p for p in read_shard_pairs(learn_data["shards"], "test")}
-    reference = encode_images(loaded_model(trained_run), [pairs[r["key"]].image for r in meta])
+    reference = loaded_model(trained_run).encode_images([pairs[r["key"]].image for r in meta])
     assert _cosines(vectors, reference).min() > 0.999
 
 
@@ -113,7 +115,8 @@ def test_medical_files(realdata, trained_run, tmp_path):
     assert float(vectors[0] @ vectors[3]) > 0.9999  # same file, same vector
     assert float(vectors[0] @ vectors[1]) < 0.999  # different scans differ
     # a CT window changes the picture, hence the vector
-    windowed = embed_images([files[0]], loaded_model(trained_run), tmp_path / "emb_w", window=(40, 400))
+    windowed = embed_images([files[0]], loaded_model(trained_run), tmp_path / "emb_w",
+                            read_options=ReadOptions(window=(40, 400)))
     assert windowed["count"] == 1
     assert float(open_embeddings(tmp_path / "emb_w").vectors()[0] @ vectors[0]) < 0.9999
 
@@ -127,7 +130,7 @@ def test_texts_from_a_file_and_from_shards(learn_data, trained_run, tmp_path):
     assert info["kind"] == "text" and info["count"] == 3 and info["chunks"] == 2
     assert np.load(tmp_path / "emb_txt" / "chunks" / "00000.npy").dtype == np.float16
     assert [r["caption"] for r in emb.metadata().to_pylist()] == [c for c in captions if c]
-    reference = encode_texts(loaded_model(trained_run), [c for c in captions if c])
+    reference = loaded_model(trained_run).encode_texts([c for c in captions if c])
     assert _cosines(emb.vectors(), reference).min() > 0.998
     shards = embed_texts([learn_data["shards"]], loaded_model(trained_run), tmp_path / "emb_caps", split=["val"])
     manifest = pq.read_table(learn_data["shards"] / "manifest.parquet").to_pylist()
@@ -191,7 +194,8 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(learn_data, trained_r
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     pairs = {p.key: p.image for split in ("val", "test") for p in read_shard_pairs(learn_data["shards"], split)}
     sample = [0, 15, 16, 40, 130, len(keys) - 1]  # both sides of the kill
-    reference = encode_images(loaded_model(trained_run), [pairs[keys[i]] for i in sample], bf16=False)
+    fp32 = as_runner(loaded_model(trained_run), precision="fp32")
+    reference = fp32.encode_images([pairs[keys[i]] for i in sample])
     assert _cosines(vectors[sample], reference).min() > 0.9999
 
 

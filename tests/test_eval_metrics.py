@@ -10,6 +10,7 @@ from sklearn.metrics import (
     f1_score,
     recall_score,
     roc_auc_score,
+    top_k_accuracy_score,
 )
 
 from biomedclip.evaluate.metrics import (
@@ -18,6 +19,7 @@ from biomedclip.evaluate.metrics import (
     bootstrap_metrics,
     classification_metrics,
     multilabel_metrics,
+    top_k_accuracy,
     weighted_auroc,
 )
 from biomedclip.evaluate.retrieval import recall_bootstrap, retrieval_metrics, retrieval_ranks
@@ -43,6 +45,44 @@ def test_point_estimates_match_sklearn() -> None:
     assert m["per_class_recall"] == pytest.approx(list(recall_score(y, pred, average=None)))
     assert m["macro_auroc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
     assert np.array(m["confusion_matrix"]).sum() == len(y)
+
+
+def test_clip_benchmark_names_equal_direct_computations() -> None:
+    # 8 classes, continuous scores (no ties): acc5 against scikit-learn and a plain numpy top-5
+    y, p = _problem(n=400, c=8, seed=11)
+    p = p + np.random.default_rng(1).normal(scale=1e-6, size=p.shape)
+    m = classification_metrics(y, p)
+    pred = p.argmax(axis=1)
+    assert m["acc1"] == pytest.approx(accuracy_score(y, pred)) and m["acc1"] == m["accuracy"]
+    assert m["mean_per_class_recall"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert m["mean_per_class_recall"] == m["balanced_accuracy"]
+    top5 = np.argsort(-p, axis=1)[:, :5]
+    assert m["acc5"] == pytest.approx(np.mean([y[i] in top5[i] for i in range(len(y))]))
+    assert m["acc5"] == pytest.approx(top_k_accuracy_score(y, p, k=5, labels=list(range(8))))
+    assert m["acc1"] < m["acc5"] < 1.0
+    # ≤ 5 classes: every class is in the top 5, so acc5 is 1.0 by construction
+    for c in (2, 3, 5):
+        yc, pc = _problem(n=50, c=c, seed=c)
+        assert classification_metrics(yc, pc)["acc5"] == 1.0
+    # ties: top-1 of the ranking is argmax's choice, so acc1 and top_k_accuracy(k=1) agree
+    y, p = _problem(n=300, c=6, seed=4)  # rounded logits: ties on purpose
+    assert top_k_accuracy(y, p, 1) == pytest.approx(classification_metrics(y, p)["accuracy"])
+
+
+def test_clip_benchmark_names_in_the_bootstrap() -> None:
+    y, p = _problem(n=150, c=7, seed=8)
+    rng = np.random.default_rng(3)
+    w = rng.integers(0, 4, size=(5, len(y))).astype(float)
+    out = _weighted_single(y, p, w)
+    hits = (np.argsort(-p, axis=1, kind="stable")[:, :5] == y[:, None]).any(axis=1)
+    for b in range(len(w)):
+        assert out["acc5"][b] == pytest.approx(np.average(hits, weights=w[b]))
+    np.testing.assert_array_equal(out["acc1"], out["accuracy"])
+    np.testing.assert_array_equal(out["mean_per_class_recall"], out["balanced_accuracy"])
+    boot = bootstrap_metrics(y, p, n_resamples=100, seed=0)
+    point = classification_metrics(y, p)
+    assert boot.ci["acc1"] == boot.ci["accuracy"]
+    assert boot.ci["acc5"][0] <= point["acc5"] <= boot.ci["acc5"][1]
 
 
 def test_hand_worked_small_example() -> None:
@@ -167,3 +207,30 @@ def test_recall_bootstrap_equals_numpy() -> None:
     values = [(ranks[r] <= 5).mean() for r in idx]
     assert (lo, hi) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
     assert lo <= (ranks <= 5).mean() <= hi
+
+
+def test_report_shows_clip_benchmark_names_and_the_acc5_caveat(tmp_path) -> None:
+    import json
+
+    from biomedclip.evaluate.report import TaskResult, write_report
+
+    for n_classes, caveat in ((3, True), (7, False)):
+        y, p = _problem(n=60, c=n_classes, seed=n_classes)
+        full = classification_metrics(y, p)
+        names = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "acc1", "acc5", "mean_per_class_recall")
+        boot = bootstrap_metrics(y, p, n_resamples=50, seed=0)
+        classes = [f"class {i}" for i in range(n_classes)]
+        result = TaskResult(kind="zeroshot", name="t", data={"path": "x", "split": "test", "items": 60},
+                            task={"source": "t.json", "classes": classes, "templates": ["a {} image"]},
+                            metrics={k: full[k] for k in names}, ci={k: list(v) for k, v in boot.ci.items()},
+                            details={k: v for k, v in full.items() if k not in names},
+                            arrays={"labels": y, "scores": p, "classes": classes, "items": [str(i) for i in range(60)]})
+        out = tmp_path / str(n_classes)
+        write_report(out, [result], model={"name": "m", "fingerprint": None}, seed=0)
+        report = (out / "report.md").read_text()
+        assert f"acc5 {full['acc5']:.4f} (top-5 accuracy)" in report
+        assert ("acc5 is 1.0 by construction with 3 classes" in report) == caveat
+        assert "| acc1 |" not in report and "| accuracy |" in report  # aliases on one line, not repeated rows
+        assert "None" not in report and "“a {} image”" in report
+        doc = json.loads((out / "results.json").read_text())["tasks"][0]
+        assert doc["metrics"]["acc1"] == doc["metrics"]["accuracy"] and "acc5" in doc["ci"]

@@ -515,8 +515,8 @@ def _kill_script(server: Server, out: Path) -> str:
 def test_kill_and_resume_continues_where_it_stopped(server: Server, reference: tuple[Path, list],
                                                      tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    env = {**os.environ, "AWS_ENDPOINT_URL": ""}
-    env.pop("AWS_ENDPOINT_URL")
+    env = dict(os.environ)
+    env.pop("AWS_ENDPOINT_URL", None)
     server.proxy.delay = 0.02
     try:
         proc = subprocess.Popen([sys.executable, "-c", _kill_script(server, out)], env=env,
@@ -624,6 +624,38 @@ def test_update_after_the_inventory_changes(server: Server, tmp_path: Path) -> N
     assert again["pmc_cloud"]["plan"]["tasks"] == 0 and again["figures"]["kept"] == 0
     assert [k for k in gets(server.proxy.since(mark), bucket) if not k.startswith("inventory-reports/")] == []
     assert pq.read_table(tmp_path / "update2" / "pmc_articles.parquet").num_rows == 8
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    return subprocess.run([sys.executable, "-m", "biomedclip.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_cli_build_and_update(server: Server, tmp_path: Path) -> None:
+    endpoint = f"endpoint_url={server.endpoint}"
+    base = tmp_path / "base"
+    result = _cli("data", "build", f"s3://{BUCKET}/", "--out", str(base), "--storage-option", endpoint,
+                  "--workers", "1", "--limit", "6", "--license", "cc-by-nc-nd,CC0", "--splits", "train=1.0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = manifest(base)
+    assert {(r["pmcid"], r["license"]) for r in rows} == {("PMC11400003", "cc-by-nc-nd")}  # 6 newest; 1 licence fits
+    stats = json.loads((base / "stats.json").read_text())
+    assert stats["settings"]["pmc_cloud"]["licenses"] == ["CC BY-NC-ND", "CC0"]
+    assert stats["pmc_cloud"]["skipped"] == {"license_excluded": 4, "retracted": 1}
+
+    result = _cli("data", "update", str(base), "--out", str(tmp_path / "next"), "--storage-option", endpoint,
+                  "--workers", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    update = json.loads((tmp_path / "next" / "stats.json").read_text())["pmc_cloud"]
+    # the same snapshot, the same settings: only the 51 PMCIDs beyond the limit are new — and limited again
+    assert update["plan"]["update"] == {"new": 6, "changed": 0, "retry": 0, "withdrawn": 0, "unchanged": 6}
+    assert update["options"]["licenses"] == ["CC BY-NC-ND", "CC0"] and update["since"] == str(base)
+
+    missing = _cli("data", "build", f"s3://{BUCKET}/", "--out", str(tmp_path / "x"), "--storage-option", endpoint,
+                   "--inventory-snapshot", "2020-01-01T00-00Z")
+    assert missing.returncode == 2 and "error:" in missing.stderr and "2020-01-01T00-00Z not found" in missing.stderr
 
 
 # --------------------------------------------------------------------------- legacy packages

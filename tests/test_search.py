@@ -95,7 +95,8 @@ def test_search_cli_table_and_json(assets, trained_run, learn_data, realdata):
     assert payload["query"] == "fundus photograph" and len(payload["hits"]) == 4
     labels = modality_labels(learn_data)
     assert sum(labels[h["key"]]["modality"] == "fundus photograph" for h in payload["hits"]) >= 3
-    assert {"score", "caption", "source", "pmcid", "key", "rank"} <= set(payload["hits"][0])
+    assert {"score", "caption", "source", "pmcid", "key", "rank", "offset", "size"} <= set(payload["hits"][0])
+    assert payload["mode"] == "text" and "image" not in payload  # no null for the mode not asked
     dicom = runner.invoke(app, ["search", str(assets["index"]), "--image", str(realdata / "images" / "CT_small.dcm"),
                                 "--window", "40,400", "--json", "--model", bundle(trained_run)])
     assert dicom.exit_code == 0, dicom.output

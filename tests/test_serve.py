@@ -82,7 +82,8 @@ def test_classify(client, files, learn_data, trained_run, realdata, tmp_path):
             assert body["labels"] == classes and body["templates"] == templates
             # the served numbers are the library's
             expected = classify_images(model, [Image.open(path).convert("RGB")], classes, templates)[0]
-            np.testing.assert_allclose(body["probabilities"], expected, atol=1e-4)
+            assert [e["label"] for e in body["probabilities"]] == classes  # [{label, p}], as classify --json
+            np.testing.assert_allclose([e["p"] for e in body["probabilities"]], expected, atol=1e-4)
             assert body["preview"].startswith("data:image/jpeg;base64,")
             correct.append(body["prediction"] == modality)
     assert sum(correct) >= 6, correct  # chance: 1 in 8
@@ -110,6 +111,9 @@ def test_search_items_and_embed(client, files, learn_data, trained_run):
     assert max(Image.open(io.BytesIO(image.content)).size) <= 320
     meta = client.get(f"/items/{body['hits'][0]['id']}").json()
     assert meta["key"] == body["hits"][0]["key"] and meta["caption"] == body["hits"][0]["caption"]
+    # shard members carry their byte range; nothing is null and no -1 stands in for "none"
+    assert meta["offset"] == body["hits"][0]["offset"] > 0 and isinstance(meta["meta"], dict)
+    assert all(v is not None for h in body["hits"] for v in h.values())
     assert client.get("/items/100000/image").status_code == 404
     query = files["histopathology"][1]
     by_image = client.post("/search", files=_upload(query), data={"k": "3"}).json()
@@ -191,7 +195,7 @@ def test_concurrent_load_every_answer_correct(client, server, files, learn_data)
     def classify(path):
         r = client.post("/classify", files=_upload(path), data={"labels": classes, "templates": templates})
         assert r.status_code == 200, r.text
-        return r.json()["probabilities"]
+        return [e["p"] for e in r.json()["probabilities"]]
 
     def search(text):
         r = client.get("/search", params={"q": text, "k": 8})

@@ -119,6 +119,7 @@ def test_tiny_model_learns(trained_run: tuple[Path, dict], learn_data: dict[str,
     # artefacts a user needs: CSV of steps, TensorBoard events, summary with validation metrics
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,epoch") and len(rows) > 20
+    assert summary["loss_plot"] == str(out / "loss.png") and (out / "loss.png").stat().st_size > 10_000
     assert list((out / "logs" / "train" / "tensorboard").glob("events.out.tfevents.*"))
     assert summary["val"]["image_to_text_R@5"] > 0
 

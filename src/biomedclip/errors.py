@@ -16,3 +16,10 @@ class BiomedclipError(Exception):
     """
 
     exit_code: int = 2
+
+
+class OutputExistsError(BiomedclipError, FileExistsError):
+    """An output folder already holds something the command will not replace without being told.
+
+    Still a :class:`FileExistsError`, so library callers that caught that keep working.
+    """

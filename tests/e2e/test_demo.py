@@ -81,7 +81,7 @@ def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
     result = subprocess.run([BIN, "demo", "--small", "--out", str(tmp_path)], capture_output=True, text=True,
                             env={**os.environ, "COLUMNS": "160"}, timeout=120)
-    assert result.returncode == 2 and "not a demo output folder" in result.stdout
+    assert result.returncode == 2 and "not a demo output folder" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 

@@ -34,6 +34,7 @@ from biomedclip.data.executors import ExecutorName, batched, default_workers, ma
 from biomedclip.data.extract import article_id_for, read_article
 from biomedclip.data.records import ArticleRef, ItemError, make_key
 from biomedclip.data.sources import discover_all
+from biomedclip.errors import BiomedclipError
 
 CAPTIONS_FILE = "captions.parquet"
 _ROW_GROUP = 50_000
@@ -50,7 +51,7 @@ _METADATA_COLUMNS = [
 _CITING_COLUMNS = [("citing_sentences", pa.list_(pa.string()))]
 
 
-class CaptionsError(RuntimeError):
+class CaptionsError(BiomedclipError, RuntimeError):
     """A problem with the run as a whole (output already there)."""
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -44,8 +45,12 @@ from biomedclip.data.records import ArticleRef
 from biomedclip.data.shards import AppendLog, ShardWriter, WriterState, iter_jsonl
 from biomedclip.data.sources import discover_all
 from biomedclip.data.splits import DEFAULT_SPLITS, assign_split
+from biomedclip.errors import BiomedclipError
 
 STATE_VERSION = 1
+BUILD_MARKER = ".biomedclip-build"
+"""Written first into a new build's folder: ``--overwrite`` deletes only folders that carry it (or a
+build state, for folders built before the marker existed), never a folder of someone else's files."""
 MAX_ERROR_ITEMS_IN_STATS = 10_000
 
 MANIFEST_SCHEMA = pa.schema([
@@ -61,7 +66,7 @@ MANIFEST_SCHEMA = pa.schema([
 ])
 
 
-class BuildError(RuntimeError):
+class BuildError(BiomedclipError, RuntimeError):
     """A problem with the build as a whole (bad output folder, settings changed on resume)."""
 
 
@@ -100,8 +105,8 @@ class BuildConfig:
             "jpeg_quality": self.jpeg_quality,
             "shard_size": self.shard_size,
         }
-        if self.pmc is not None:
-            settings["pmc_cloud"] = self.pmc.fingerprint()
+        if self.pmc is not None and (pmc := self.pmc.fingerprint()) != PmcOptions().fingerprint():
+            settings["pmc_cloud"] = pmc  # only when set: defaults leave every other build's settings as they were
         return settings
 
 
@@ -153,6 +158,7 @@ class _BuildFiles:
     def __init__(self, out: Path):
         self.out = out
         self.work = out / "_build"
+        self.marker = out / BUILD_MARKER
         self.state = self.work / "state.json"
         self.manifest_log = self.work / "manifest.jsonl"
         self.records_log = self.work / "records.jsonl"
@@ -174,24 +180,41 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _prepare_out(config: BuildConfig, files: _BuildFiles, resume: bool) -> dict[str, Any] | None:
-    """Validate the output folder; return the checkpoint to resume from (or None)."""
+def _written_by_build(files: _BuildFiles) -> bool:
+    """Whether ``files.out`` is a build's own folder (safe for ``--overwrite`` to delete)."""
+    return files.marker.is_file() or files.state.is_file()
+
+
+def _prepare_out(config: BuildConfig, files: _BuildFiles, resume: bool,
+                 overwrite: bool = False) -> dict[str, Any] | None:
+    """Validate the output folder (emptying it for ``overwrite``); return the checkpoint to resume from (or None)."""
+    if resume and overwrite:
+        raise BuildError("pass either --resume (continue the build in --out) or --overwrite (start it again), "
+                         "not both")
+    if overwrite and files.out.exists() and any(files.out.iterdir()):
+        if not _written_by_build(files):
+            raise BuildError(f"{files.out} was not written by `biomedclip data build` (no {BUILD_MARKER}), so "
+                             "--overwrite will not delete it: choose a new --out")
+        shutil.rmtree(files.out)
+        return None
     state = _read_state(files)
     if state is None:
-        # A build killed before its first checkpoint leaves only an empty _build folder behind.
-        if files.out.exists() and any(p.name != "_build" for p in files.out.iterdir()):
+        # A build killed before its first checkpoint leaves only its marker and an empty _build folder.
+        if files.out.exists() and any(p.name not in ("_build", BUILD_MARKER) for p in files.out.iterdir()):
+            ours = " or pass --overwrite to replace it" if _written_by_build(files) else ""
             raise BuildError(
                 f"output folder {files.out} is not empty and holds no build to resume: "
-                "choose a new folder or empty this one"
+                f"choose a new folder or empty this one{ours}"
             )
         return None
     if not resume:
         raise BuildError(f"output folder {files.out} already holds a build: pass --resume to continue "
-                         "it, or choose a new folder")
+                         "it, --overwrite to replace it, or choose a new folder")
     if state.get("version") != STATE_VERSION or state.get("fingerprint") != config.fingerprint():
         raise BuildError(
             f"cannot resume {files.out}: its build used other sources or settings "
-            f"({files.state}); rerun with the same arguments or start a new folder"
+            f"({files.state}); rerun with the same arguments, pass --overwrite (instead of --resume) to "
+            "start a new build there, or choose a new folder"
         )
     return state
 
@@ -221,15 +244,22 @@ def build(
     config: BuildConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Callable[[BuildProgress], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) a build; return the stats dictionary also written to stats.json."""
+    """Run (or resume) a build; return the stats dictionary also written to stats.json.
+
+    ``overwrite`` first deletes what an earlier build left in ``config.out`` (a failed or finished
+    one, e.g. after a mistyped source); a folder the build did not write is refused.
+    """
     out = Path(config.out)
     files = _BuildFiles(out)
-    state = _prepare_out(config, files, resume)
+    state = _prepare_out(config, files, resume, overwrite)
     if state is not None and state.get("complete"):
         return json.loads(files.stats.read_text())
     files.work.mkdir(parents=True, exist_ok=True)
+    if state is None:
+        files.marker.write_text("written by `biomedclip data build`; `--overwrite` may replace this folder\n")
     started = time.monotonic()
     pmc = pmc_cloud.prepare(config, files.work, fresh=state is None)  # PMC Cloud: inventory → frozen plan
 

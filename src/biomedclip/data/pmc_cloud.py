@@ -91,7 +91,8 @@ class PmcCloudError(BiomedclipError):
 
 
 class PmcFetchError(ItemFailure):
-    """One object could not be used: ``missing_object``, ``fetch_failed``, ``md5_mismatch``,
+    """One object could not be used: ``missing_object``, ``fetch_failed`` (timeouts, resets, no
+    connection), ``throttled`` (503 SlowDown to the last attempt), ``md5_mismatch``,
     ``access_denied``, ``bad_metadata``. The build counts it and goes on."""
 
 
@@ -148,7 +149,7 @@ def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
 class PmcOptions:
     """How a PMC Cloud source is read. Everything but the retry knobs decides the output.
 
-    ``mode``: ``auto`` (a bucket root holding ``inventory-reports/`` or named pmc-oa-opendata),
+    ``mode``: ``auto`` (the root of pmc-oa-opendata, or any other bucket root holding ``inventory-reports/``),
     ``on`` (every s3/http(s) source is a PMC Cloud root) or ``off`` (walk it as folders).
     ``versions``: ``newest``, or ``newest-published`` (the newest version that is not an author
     manuscript, else the newest). ``limit`` caps the articles a build or update processes (in
@@ -265,8 +266,8 @@ def location_for(source: str, storage_options: dict[str, Any] | None = None) -> 
 def is_pmc_cloud_source(source: str, options: PmcOptions, storage_options: dict[str, Any] | None = None) -> bool:
     """Whether a build source is read as a PMC Cloud bucket root (see :attr:`PmcOptions.mode`).
 
-    ``auto`` costs at most one small LIST (``inventory-reports/``, one key) for an S3 folder
-    source other than the real bucket's root; single files and local paths are never probed.
+    ``auto`` costs at most one small LIST (``inventory-reports/``, one key) for the root of an S3
+    bucket other than the real one; prefixes, single files, http(s) and local paths are never probed.
     """
     if options.mode == "off":
         return False
@@ -279,16 +280,17 @@ def is_pmc_cloud_source(source: str, options: PmcOptions, storage_options: dict[
     location = location_for(source, storage_options)
     if options.mode == "on":
         return True
-    if location.bucket == PMC_BUCKET and not location.prefix:
-        return True
-    if protocol in ("http", "https"):
-        return False  # probing arbitrary web servers with S3 requests would be rude: use --pmc-cloud
+    if location.bucket == PMC_BUCKET:
+        return not location.prefix  # the real bucket: its root; one of its folders is walked as a folder
+    if protocol in ("http", "https") or location.prefix:
+        return False  # only bucket roots are probed (a mirror under a prefix: --pmc-cloud)
     try:
-        return S3Store(location, storage_options, options).has_any(INVENTORY_ROOT)
+        return S3Store(location, storage_options, replace(options, max_attempts=min(options.max_attempts, 3))
+                       ).has_any(INVENTORY_ROOT)
     except PmcFetchError as exc:
-        if exc.reason in ("missing_object", "access_denied"):
-            return False  # not a readable bucket root: the folder walk reports the problem
-        # Guessing "no" here would walk millions of prefixes of a throttled PMC bucket.
+        if exc.reason != "throttled":
+            return False  # unreachable or unreadable: the folder walk reports the problem
+        # Guessing "no" for a throttled bucket would walk millions of prefixes.
         raise PmcCloudError(f"cannot tell whether {source} is a PMC Cloud bucket ({exc.detail}); "
                             "pass --pmc-cloud or --no-pmc-cloud") from exc
 
@@ -401,12 +403,14 @@ class S3Store:
                 if code not in _RETRY_CODES and status not in (500, 502, 503, 504):
                     raise PmcFetchError("fetch_failed", f"{what}: {code or status}: {exc}") from exc
                 error: Exception = exc
+                reason = "throttled"
             except _transient_errors() as exc:
                 error = exc
+                reason = "fetch_failed"
             attempt += 1
             if attempt >= self.options.max_attempts:
                 raise PmcFetchError(
-                    "fetch_failed",
+                    reason,
                     f"{what}: gave up after {attempt} attempts ({type(error).__name__}: {error}); the endpoint "
                     "is throttling or unreachable — rerun with --resume later",
                 ) from error
@@ -680,7 +684,8 @@ class PmcPlan:
         for pmc, kind, versions, prev in cursor:
             yield PmcTask(
                 location=self.location, options=self.options, pmc=int(pmc), kind=kind,
-                versions=tuple(tuple(v) for v in json.loads(versions)) if versions else (),
+                versions=tuple((ver, f"metadata/PMC{pmc}.{ver}.json", etag) for ver, etag in json.loads(versions))
+                if versions else (),
                 prev=prev,
             )
 
@@ -790,14 +795,19 @@ def create_plan(source: str, options: PmcOptions, storage_options: dict[str, Any
     snapshot = find_snapshot(store, options.snapshot)
     target = work / PLAN_FILE
     partial = work / (PLAN_FILE + ".partial")
-    partial.unlink(missing_ok=True)
+    scratch = work / "pmc_inventory.sqlite"  # the whole inventory: deleted once the task list is written
+    for path in (partial, scratch):
+        path.unlink(missing_ok=True)
     db = _connect(partial)
     try:
+        db.execute("ATTACH DATABASE ? AS scratch", (str(scratch),))
+        db.execute("PRAGMA scratch.journal_mode=OFF")
+        db.execute("PRAGMA scratch.synchronous=OFF")
         db.executescript("""
             CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT);
-            CREATE TABLE inv(pmc INTEGER, ver INTEGER, key TEXT, etag TEXT, mtime TEXT);
-            CREATE TABLE wanted(pmc INTEGER PRIMARY KEY);
-            CREATE TABLE sel(pmc INTEGER PRIMARY KEY, sig TEXT, versions TEXT);
+            CREATE TABLE scratch.inv(pmc INTEGER, ver INTEGER, etag TEXT);
+            CREATE TABLE scratch.wanted(pmc INTEGER PRIMARY KEY);
+            CREATE TABLE scratch.sel(pmc INTEGER PRIMARY KEY, sig TEXT);
             CREATE TABLE prev(pmc INTEGER PRIMARY KEY, sig TEXT, outcome TEXT, row TEXT);
             CREATE TABLE tasks(seq INTEGER PRIMARY KEY, pmc INTEGER, kind TEXT, versions TEXT, prev TEXT);
         """)
@@ -809,7 +819,6 @@ def create_plan(source: str, options: PmcOptions, storage_options: dict[str, Any
         inventory["duplicate_rows"] = plan.pop("duplicate_rows")
         if options.pmcids_file:
             pmcids.update(_not_found(db))
-        db.executescript("DROP TABLE inv; DROP TABLE sel;")
         meta = {
             "source": source,
             "location": asdict(location),
@@ -827,8 +836,10 @@ def create_plan(source: str, options: PmcOptions, storage_options: dict[str, Any
         }
         db.executemany("INSERT INTO meta VALUES (?, ?)", ((k, json.dumps(v)) for k, v in meta.items()))
         db.commit()
+        db.execute("DETACH DATABASE scratch")
     finally:
         db.close()
+        scratch.unlink(missing_ok=True)
     os.replace(partial, target)
     return PmcPlan(target).with_runtime(options)
 
@@ -836,17 +847,17 @@ def create_plan(source: str, options: PmcOptions, storage_options: dict[str, Any
 def _load_inventory(db: sqlite3.Connection, store: S3Store, snapshot: Snapshot) -> dict[str, Any]:
     counts = Counter()
 
-    def rows() -> Iterator[tuple[int, int, str, str, str]]:
-        for key, modified, etag in iter_inventory(store, snapshot):
+    def rows() -> Iterator[tuple[int, int, str]]:
+        for key, _modified, etag in iter_inventory(store, snapshot):
             counts["rows"] += 1
             match = _META_KEY.match(key)
             if match is None:
                 counts["other_rows"] += 1
                 continue
-            yield int(match.group(1)), int(match.group(2)), key, etag, modified
+            yield int(match.group(1)), int(match.group(2)), etag
 
-    db.executemany("INSERT INTO inv VALUES (?, ?, ?, ?, ?)", rows())
-    db.execute("CREATE INDEX inv_order ON inv(pmc DESC, ver DESC)")
+    db.executemany("INSERT INTO inv VALUES (?, ?, ?)", rows())
+    db.execute("CREATE INDEX scratch.inv_order ON inv(pmc DESC, ver DESC)")
     return {"rows": counts["rows"], "metadata_rows": counts["rows"] - counts["other_rows"],
             "other_rows": counts["other_rows"], "duplicate_rows": 0, "files": len(snapshot.files)}
 
@@ -888,23 +899,22 @@ def _load_previous(db: sqlite3.Connection, path: Path) -> None:
 def _select_and_diff(db: sqlite3.Connection, options: PmcOptions, *, wanted: bool, update: bool) -> dict[str, Any]:
     """One row per PMCID (all its versions, newest first) → ``sel``; then the task list."""
     where = "WHERE pmc IN (SELECT pmc FROM wanted)" if wanted else ""
-    cursor = db.execute(f"SELECT pmc, ver, key, etag, mtime FROM inv {where} ORDER BY pmc DESC, ver DESC")
+    cursor = db.execute(f"SELECT pmc, ver, etag FROM inv {where} ORDER BY pmc DESC, ver DESC")
     duplicates = considered = 0
 
-    def grouped() -> Iterator[tuple[int, str, str]]:
+    def grouped() -> Iterator[tuple[int, str]]:
         nonlocal duplicates, considered
         for pmc, rows in itertools.groupby(cursor, key=lambda r: r[0]):
             versions: list[list[Any]] = []
-            for _, ver, key, etag, mtime in rows:
+            for _, ver, etag in rows:
                 considered += 1
                 if versions and versions[-1][0] == ver:
                     duplicates += 1  # the same key in two inventory files
                     continue
-                versions.append([ver, key, etag, mtime])
-            sig = json.dumps([[v[0], v[2]] for v in versions])
-            yield pmc, sig, json.dumps(versions)
+                versions.append([ver, etag])
+            yield pmc, json.dumps(versions, separators=(",", ":"))  # newest first: the diff signature
 
-    db.executemany("INSERT INTO sel VALUES (?, ?, ?)", grouped())
+    db.executemany("INSERT INTO sel VALUES (?, ?)", grouped())
     selected = db.execute("SELECT COUNT(*) FROM sel").fetchone()[0]
     limit = options.limit if options.limit is not None else -1
     db.execute("""
@@ -912,7 +922,7 @@ def _select_and_diff(db: sqlite3.Connection, options: PmcOptions, *, wanted: boo
         SELECT pmc, kind, versions, prev FROM (
             SELECT s.pmc AS pmc,
                    CASE WHEN p.pmc IS NULL THEN 'new' WHEN p.outcome = 'error' THEN 'retry' ELSE 'changed' END AS kind,
-                   s.versions AS versions, p.row AS prev
+                   s.sig AS versions, p.row AS prev
             FROM sel s LEFT JOIN prev p ON p.pmc = s.pmc
             WHERE p.pmc IS NULL OR p.sig IS NOT s.sig OR p.outcome = 'error'
             UNION ALL
@@ -951,6 +961,34 @@ def prepare(config: BuildConfig, work: Path, *, fresh: bool) -> PmcPlan | None:
     if len(sources) > 1:
         raise PmcCloudError(f"one PMC Cloud source per build, got {len(sources)}: {', '.join(sources)}")
     return create_plan(sources[0], options, config.storage_options, work)
+
+
+def update_config(previous: Path, out: Path, **runtime: Any) -> BuildConfig:
+    """The build that brings ``previous`` (a finished PMC Cloud build) up to date into ``out``.
+
+    Same sources and settings as the previous build (filters, splits, licences, subsets), the
+    newest inventory, and ``since=previous``; ``runtime`` sets what does not change the output
+    (executor, workers, storage_options, ray_address, checkpoint_seconds) and the retry knobs
+    (``max_attempts``, ``timeout_s``). Credentials are never stored in a build: pass them again.
+    """
+    from biomedclip.data.filters import FilterConfig
+    from biomedclip.data.pipeline import BuildConfig
+
+    previous = Path(previous)
+    _previous_articles(str(previous))
+    try:
+        settings = json.loads((previous / "stats.json").read_text())["settings"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise PmcCloudError(f"{previous}/stats.json is missing or unreadable: {exc}") from exc
+    retry = {k: runtime.pop(k) for k in ("max_attempts", "retry_base_s", "retry_max_s", "timeout_s") if k in runtime}
+    pmc = PmcOptions.from_fingerprint(settings.get("pmc_cloud") or {})
+    pmc = replace(pmc, since=str(previous), snapshot=None, **retry)
+    return BuildConfig(
+        sources=list(settings["sources"]), out=Path(out), splits=dict(settings["splits"]),
+        filters=FilterConfig(**settings["filters"]), max_side=settings["max_side"],
+        max_pixels=settings["max_pixels"], jpeg_quality=settings["jpeg_quality"],
+        shard_size=settings["shard_size"], pmc=pmc, **runtime,
+    )
 
 
 # --------------------------------------------------------------------------- per-article work
@@ -1148,7 +1186,7 @@ def _fill(task: PmcTask, store: S3Store, settings: ExtractSettings, result: Arti
 
 def _article_record(task: PmcTask, version: tuple[Any, ...], outcome: str, code: str) -> dict[str, Any]:
     return {"type": "article", "pmc": task.pmc, "pmcid": task.pmcid, "version": int(version[0]),
-            "etag": str(version[2]), "sig": json.dumps([[v[0], v[2]] for v in task.versions]),
+            "etag": str(version[2]), "sig": json.dumps([[v[0], v[2]] for v in task.versions], separators=(",", ":")),
             "outcome": outcome, "license_code": code}
 
 

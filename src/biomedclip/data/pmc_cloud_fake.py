@@ -61,6 +61,7 @@ class FakeArticle:
     in_inventory: bool = True
     graphic_ext_in_href: bool = False
     last_modified: str = "2026-04-20T03:12:45.000Z"
+    image_size: tuple[int, int] = (96, 80)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -86,7 +87,7 @@ class FakeArticle:
 
 
 def figure_image(pmc: int, number: int, size: tuple[int, int] = (96, 80)) -> bytes:
-    """A JPEG of seeded noise over a gradient: distinct per (article, figure), decodable, small."""
+    """A JPEG of blocky seeded noise: distinct per (article, figure), decodable, small by default."""
     rng = np.random.default_rng([pmc, number])
     width, height = size
     noise = rng.integers(0, 256, size=(height // 8, width // 8, 3), dtype=np.uint8)
@@ -141,7 +142,7 @@ def article_objects(article: FakeArticle) -> dict[str, bytes]:
     }
     media: list[tuple[str, bytes, bool]] = []
     for n in range(1, article.figures + 1):
-        image = figure_image(article.pmc * 10 + article.version, n)
+        image = figure_image(article.pmc * 10 + article.version, n, article.image_size)
         media.append((article.figure_name(n), image, n in article.bad_md5))
     for kind in article.extra_media:
         if kind == "pdf":

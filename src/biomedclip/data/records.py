@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
+from biomedclip.errors import BiomedclipError
+
 ArticleKind = Literal["folder", "package"]
 
 
@@ -155,8 +157,11 @@ def make_key(pmcid: str, fig_id: str) -> str:
     return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in raw)
 
 
-class ItemFailure(Exception):
+class ItemFailure(BiomedclipError):
     """Base of the per-item errors raised by sources, the JATS parser and the image code.
+
+    An expected failure (bad input): the build counts it per item, and when one reaches the CLI
+    (a whole source unusable) it is printed as one ``error:`` line.
 
     ``reason`` is the short code counted in stats.json, ``detail`` names the file and what to do.
     Both survive pickling (workers are processes or Ray tasks; default Exception pickling replays

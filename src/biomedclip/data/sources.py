@@ -330,11 +330,11 @@ def _s3_list(fs: AbstractFileSystem, kwargs: dict[str, Any], source: str) -> dic
         return fs.call_s3("list_objects_v2", **kwargs)
     except FileNotFoundError:
         raise
-    except OSError as exc:
+    except Exception as exc:  # s3fs raises OSError, botocore its own types (no network: EndpointConnectionError)
         raise SourceError(
             "unreadable_source",
-            f"cannot list s3://{kwargs['Bucket']}/{kwargs['Prefix']} ({source}): {exc}; "
-            "check the endpoint and credentials (S3 is anonymous unless anon/key/secret are given)",
+            f"cannot list s3://{kwargs['Bucket']}/{kwargs['Prefix']} ({source}): {type(exc).__name__}: {exc}; "
+            "check the network, the endpoint and credentials (S3 is anonymous unless anon/key/secret are given)",
         ) from exc
 
 
@@ -356,8 +356,9 @@ def _is_dir(fs: AbstractFileSystem, path: str, source: str) -> bool:
 def _is_file(fs: AbstractFileSystem, path: str, source: str) -> bool:
     try:
         return bool(fs.isfile(path))
-    except OSError as exc:
-        raise SourceError("unreadable_source", f"cannot inspect {source}: {exc}") from exc
+    except Exception as exc:  # backend-specific types too (botocore, aiohttp), e.g. without network
+        raise SourceError("unreadable_source", f"cannot inspect {source}: {type(exc).__name__}: {exc}; "
+                                               "check the path or URL and the network") from exc
 
 
 # --------------------------------------------------------------------------- media of folder articles

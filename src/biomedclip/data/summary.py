@@ -6,30 +6,26 @@ build folder, including one copied from another machine.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
+
+from biomedclip.data.build_folder import BuildFolder, NotABuildError
+
+__all__ = ["NotABuildError", "caption_lengths", "load_stats", "plot_caption_histogram", "print_summary"]
 
 
 def load_stats(folder: Path) -> dict[str, Any]:
     """stats.json of a build folder, with a clear error when it is not one."""
-    path = Path(folder) / "stats.json"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: {folder} is not a finished build folder (run `biomedclip data build`, "
-            "or `--resume` an interrupted one)"
-        )
-    return json.loads(path.read_text())
+    return BuildFolder(folder, finished=True).stats()
 
 
 def caption_lengths(folder: Path) -> np.ndarray:
     """Caption lengths in words, one per kept pair."""
-    table = pq.read_table(Path(folder) / "manifest.parquet", columns=["caption"])
+    table = BuildFolder(folder, finished=True).manifest(columns=["caption"])
     return np.array([len(c.split()) for c in table.column("caption").to_pylist()], dtype=np.int64)
 
 

@@ -10,7 +10,6 @@ runs, so the output doubles as a worked example of repeating every step on real 
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import time
@@ -22,6 +21,8 @@ from typing import Any
 from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
+
+from biomedclip.errors import OutputExistsError
 
 # Queries a reader of the demo can judge by eye: each names one modality of the corpus.
 TEXT_QUERIES = ("chest X-ray showing an opacity", "H&E-stained section of a tumour", "western blot")
@@ -41,6 +42,8 @@ class DemoConfig:
     workers: int = 0
     bootstrap: int = 1000
     seed: int = 0
+    device: str = "auto"  # the runtime's rules: CUDA if present (training, evaluation, embedding)
+    precision: str = "auto"
 
     @classmethod
     def small(cls, workers: int = 0) -> DemoConfig:
@@ -77,14 +80,16 @@ def run_demo(out: Path, config: DemoConfig | None = None, *, console: Console | 
     trained/untrained evaluation numbers; ``out/report.md`` is the readable version.
     """
     from biomedclip.data.executors import default_workers
+    from biomedclip.models.runtime import Runtime
 
     config = config or DemoConfig()
+    Runtime.resolve(config.device, config.precision)  # a missing GPU fails before anything is written
     console = console or Console()
     workers = config.workers or default_workers()
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not (out / DEMO_MARKER).is_file():  # never delete a folder the demo did not write
-            raise FileExistsError(f"{out} exists and is not a demo output folder; choose another --out")
+            raise OutputExistsError(f"{out} exists and is not a demo output folder; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / DEMO_MARKER).write_text("written by `biomedclip demo`; the demo replaces this folder when rerun\n")
@@ -120,7 +125,7 @@ def run_demo(out: Path, config: DemoConfig | None = None, *, console: Console | 
                        f"biomedclip embed {paths['shards']} --split test --model {paths['bundle']} --out "
                        f"{paths['embeddings']}  &&  biomedclip index {paths['embeddings']} --out {paths['index']}"
                        f"  &&  biomedclip search {paths['index']} \"{TEXT_QUERIES[0]}\"",
-                       lambda: _search(paths, corpus, console))
+                       lambda: _search(paths, corpus, config, console))
     total = round(time.monotonic() - started, 1)
     summary = {"config": asdict(config), "workers": workers, "seconds": {**steps.times, "total": total},
                "commands": steps.commands, "data": _data_numbers(stats), "tokenizer": coverage,
@@ -186,12 +191,12 @@ def _train(paths: dict[str, Path], config: DemoConfig, console: Console) -> dict
     from biomedclip.train.launch import TrainConfig
     from biomedclip.train.recipe import Recipe
 
-    recipe = Recipe(steps=config.steps, batch_size=config.batch_size, seed=config.seed, log_every_n_steps=10)
+    recipe = Recipe(steps=config.steps, batch_size=config.batch_size, seed=config.seed, log_every_n_steps=10,
+                    precision=config.precision)
     summary = run_training_with_progress(TrainConfig(data=paths["shards"], out=paths["run"], recipe=recipe,
-                                                     tokenizer=paths["tokenizer"]))
+                                                     tokenizer=paths["tokenizer"], device=config.device))
     print_train_summary(summary)
     shutil.copytree(paths["run"] / "bundle", paths["bundle"])
-    _plot_loss(paths["run"] / "metrics.csv", paths["run"] / "loss.png")
     return {k: summary[k] for k in ("total_steps", "samples_per_s", "first_loss", "final_loss", "wall_seconds", "val")}
 
 
@@ -204,7 +209,7 @@ def _evaluate(paths: dict[str, Path], corpus: Path, config: DemoConfig, console:
     from biomedclip.evaluate.synthetic import export_task_folder, synthetic_task
     from biomedclip.evaluate.taskfile import load_task
     from biomedclip.evaluate.zeroshot import evaluate_zeroshot
-    from biomedclip.models.factory import load_model
+    from biomedclip.models.runtime import load_runner
 
     retrieval = load_retrieval(paths["shards"], "test")
     # The labelled test figures as an image folder + task file: the layout of any user's dataset,
@@ -216,7 +221,7 @@ def _evaluate(paths: dict[str, Path], corpus: Path, config: DemoConfig, console:
         tasks.append((load_classification(folder), load_task(task_file)))
     numbers: dict[str, Any] = {}
     for label, bundle in (("trained", paths["bundle"]), ("untrained", paths["run"] / "init_bundle")):
-        loaded = load_model(bundle)
+        loaded = load_runner(bundle, device=config.device, precision=config.precision)
         cache = FeatureCache(paths["eval"] / "cache")
         results = [evaluate_retrieval(loaded, retrieval, cache=cache, n_bootstrap=config.bootstrap, seed=config.seed,
                                       name="retrieval-test")]
@@ -231,13 +236,13 @@ def _evaluate(paths: dict[str, Path], corpus: Path, config: DemoConfig, console:
     return numbers
 
 
-def _search(paths: dict[str, Path], corpus: Path, console: Console) -> dict[str, Any]:
-    from biomedclip.models.factory import load_model
+def _search(paths: dict[str, Path], corpus: Path, config: DemoConfig, console: Console) -> dict[str, Any]:
+    from biomedclip.models.runtime import load_runner
     from biomedclip.search.embed import embed_images
     from biomedclip.search.index import build_index
     from biomedclip.search.query import Searcher
 
-    loaded = load_model(paths["bundle"])
+    loaded = load_runner(paths["bundle"], device=config.device, precision=config.precision)
     embed_info = embed_images([paths["shards"]], loaded, paths["embeddings"], split=["test"])
     info = build_index(paths["embeddings"], paths["index"])
     searcher = Searcher(paths["index"], model=loaded)
@@ -315,35 +320,14 @@ def _print_times(console: Console, seconds: dict[str, float]) -> None:
     console.print(table)
 
 
-def _plot_loss(metrics_csv: Path, png: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(metrics_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    per_epoch = max(1, int(rows[0]["samples_per_epoch"])) if rows else 1
-    x = [int(r["epoch"]) + int(r["samples_in_epoch"]) / per_epoch for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    ax.plot(x, [float(r["loss"]) for r in rows], label="loss (logged step)", alpha=0.6)
-    ax.plot(x, [float(r["loss_avg"]) for r in rows], label="running mean")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("contrastive loss")
-    ax.set_title("Pretraining loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    return png
-
-
 def _rel(path: Path, out: Path) -> str:
     return str(Path(path).relative_to(out))
 
 
 def _write_report(out: Path, summary: dict[str, Any], paths: dict[str, Path]) -> Path:
     """``report.md``: what ran, the numbers, the plots and how to repeat each step for real."""
+    from biomedclip.train.display import number
+
     ev, tr, tok = summary["evaluation"], summary["training"], summary["tokenizer"]
     lines = ["# biomedclip demo report", "",
              f"Synthetic PMC-style corpus of {summary['config']['articles']:,} articles → shards → domain tokenizer →"
@@ -353,17 +337,18 @@ def _write_report(out: Path, summary: dict[str, Any], paths: dict[str, Path]) ->
              "## Data", ""]
     data = summary["data"]
     lines += [f"- articles seen: {data['articles']['seen']:,}; figures found: {data['figures']['found']:,};"
-              f" pairs kept: {data['figures']['kept']:,} (train/val/test: {data['splits']})",
-              f"- dropped by reason: `{json.dumps(data['dropped'])}`; errors by reason: "
-              f"`{json.dumps(data['errors'])}`",
+              f" pairs kept: {data['figures']['kept']:,} ({_counts(data['splits'])})",
+              f"- dropped by reason: {_counts(data['dropped'])}; errors by reason: {_counts(data['errors'])}",
               f"- caption lengths: ![caption lengths]({_rel(paths['shards'] / 'caption_lengths.png', out)})", "",
               "## Tokenizer", "",
               f"WordPiece vocabulary of {tok['vocab']:,} tokens; captions that fit a context of "
               + ", ".join(f"{k}: {v:.1%}" for k, v in tok["coverage"].items())
               + f". ![token lengths]({_rel(paths['tokenizer'] / 'token_lengths.png', out)})", "",
               "## Pretraining", "",
-              f"{tr['total_steps']} steps at {tr['samples_per_s']} samples/s; loss {tr['first_loss']} → "
-              f"{tr['final_loss']} (chance level ln(batch) = {_ln(summary['config']['batch_size']):.2f}).", "",
+              f"{tr['total_steps']:,} steps at {number(tr['samples_per_s'], ',.1f')} samples/s; loss "
+              f"{number(tr['first_loss'], '.3f')} → {number(tr['final_loss'], '.3f')} (chance level ln(batch) = "
+              f"{_ln(summary['config']['batch_size']):.2f}). The plot shows every logged step and one moving "
+              "average across the whole run.", "",
               f"![loss]({_rel(paths['run'] / 'loss.png', out)})", "",
               "## Evaluation on the test split", "",
               "| task | metric | trained (95% CI) | untrained (95% CI) |", "|---|---|---:|---:|"]
@@ -388,9 +373,9 @@ def _write_report(out: Path, summary: dict[str, Any], paths: dict[str, Path]) ->
     lines += [summary["commands"][k] for k in summary["commands"]]
     lines += [f"biomedclip serve --model {paths['bundle']} --index {paths['index']}", "```", "",
               "On real PMC data and with the official weights:", "", "```bash",
-              "# articles: PMC OA packages, folders of .nxml + media, or the PMC S3 bucket (anonymous access)",
-              "biomedclip data build s3://pmc-oa-opendata/oa_comm/xml/all/ PMC*.tar.gz --out pmc_shards "
-              "--executor ray",
+              "# articles: the PMC Cloud bucket (anonymous; through its inventory, CC licences, no retracted"
+              " or OCR-only papers; docs/data-pmc-cloud.md), PMC OA packages or folders of .nxml + media",
+              "biomedclip data build s3://pmc-oa-opendata/ --out pmc_shards --executor ray --ray-address auto",
               "biomedclip tokenizer train pmc_shards --vocab-size 30522 --out pmc_tokenizer",
               "biomedclip train --data pmc_shards --model biomedclip-vit-b16-bert256 --tokenizer pmc_tokenizer "
               "--epochs 40 --nproc 8 --out pmc_run",
@@ -402,6 +387,11 @@ def _write_report(out: Path, summary: dict[str, Any], paths: dict[str, Path]) ->
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """``{"train": 7, "val": 0}`` → 'train 7, val 0' ('none' when empty): counts as a reader reads them."""
+    return ", ".join(f"{name} {value:,}" for name, value in counts.items()) or "none"
 
 
 def _ln(x: float) -> float:

@@ -16,6 +16,21 @@ from typing import Annotated, Any
 
 import typer
 
+from biomedclip.errors import BiomedclipError
+from biomedclip.io.cli import (
+    AxisOpt,
+    CaptionColOpt,
+    LabelColOpt,
+    PathColOpt,
+    SliceOpt,
+    SplitColOpt,
+    WindowOpt,
+    csv_columns,
+    read_options,
+)
+from biomedclip.models.names import check_model_option
+from biomedclip.models.runtime import DEVICE_HELP, IMAGE_BATCH, PRECISION_HELP
+from biomedclip.options import DeviceOpt, PrecisionOpt, runtime_from_options
 from biomedclip.ui import console, progress_bar
 
 eval_app = typer.Typer(
@@ -27,7 +42,7 @@ eval_app = typer.Typer(
 
 ModelOpt = Annotated[str, typer.Option(
     "--model", "-m", help="Built-in name, local-dir:BUNDLE (or a bundle folder), hf-hub:ORG/NAME, or an "
-                          "open_clip_train checkpoint / run folder.")]
+                          "open_clip_train checkpoint / run folder.", callback=check_model_option)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Report folder for this run (results.json, report.md, "
                                                             "PNGs); must not already hold a report.")]
 SplitOpt = Annotated[str, typer.Option(help="Split to evaluate (train, val or test).")]
@@ -39,33 +54,31 @@ CacheOpt = Annotated[Path | None, typer.Option(
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Embed from scratch and store nothing.")]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="Evaluate at most N items per split (seeded random "
                                                             "subset) for a quick run.")]
-WindowOpt = Annotated[str | None, typer.Option(
-    help="DICOM/NIfTI/16-bit window CENTER,WIDTH in the image's units (e.g. 40,400 for CT soft tissue); "
-         "default: the file's own window, else min-max.")]
-SliceOpt = Annotated[int | None, typer.Option("--slice", help="Frame of a multi-frame DICOM / slice of a NIfTI "
-                                                               "volume (default: the middle).")]
-AxisOpt = Annotated[int, typer.Option(help="NIfTI slicing axis in RAS orientation: 2 (or -1) axial, 1 coronal, "
-                                           "0 sagittal.")]
-BatchOpt = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
+BatchOpt = Annotated[int | None, typer.Option(min=1, metavar="N", help=f"Images per forward pass (default: "
+                                                                      f"{IMAGE_BATCH['cpu']} on CPU, "
+                                                                      f"{IMAGE_BATCH['cuda']} on CUDA).")]
 TokOpt = Annotated[Path | None, typer.Option(help="Tokenizer folder, for built-in (random-init) models.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Write into an --out folder that already holds a report.")]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
+def _check_columns(data: Path, columns: Any, needed: str) -> Any:
+    """Resolve a CSV's columns before the model loads: a missing column fails in a second, not after loading.
 
+    ``needed`` is the role besides the path this kind of evaluation reads (label or caption); column
+    flags on data that is not a CSV fail too (they would be ignored).
+    """
+    from biomedclip.evaluate.datasets import DatasetError, read_csv_table
+    from biomedclip.io.columns import find_column
 
-def _window(value: str | None) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    try:
-        center, width = (float(v) for v in value.split(","))
-    except ValueError as exc:
-        raise typer.BadParameter("use CENTER,WIDTH, e.g. 40,400", param_hint="--window") from exc
-    if width <= 0:
-        raise typer.BadParameter("the width must be positive", param_hint="--window")
-    return center, width
+    if data.suffix.lower() != ".csv" or not data.is_file():
+        if not columns.is_default():
+            raise DatasetError(f"{data}: {', '.join(columns.flags())} name CSV columns, but --data is not a .csv")
+        return columns
+    header, _ = read_csv_table(data)
+    for role in ("path", needed):
+        find_column(header, role, columns, data, error=DatasetError)
+    find_column(header, "split", columns, data, required=False, error=DatasetError)
+    return columns
 
 
 def _numbers(value: str, kind: type, hint: str) -> list[Any]:
@@ -89,8 +102,34 @@ def _live_progress() -> Iterator[Any]:
         yield update
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and value == value and value not in (float("inf"), float("-inf"))
+
+
+def _fmt(value: Any) -> str:
+    """A metric as a person reads it: 4 decimals, '–' for undefined (NaN/None), integers as they are."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "–" if value is None else str(value)
+    if not _finite(value):
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else f"{value:,}"
+
+
+def _cache_text(hits: Any) -> str:
+    """``True`` / ``{'train': True, 'val': False}`` → 'hit' / 'train hit, val embedded'."""
+    def word(hit: Any) -> str:
+        return "hit" if hit else "embedded"
+
+    if isinstance(hits, dict):
+        return ", ".join(f"{split} {word(hit)}" for split, hit in hits.items())
+    return word(hits)
+
+
 def _print_outcome(outcome: Any, out: Path) -> None:
     from rich.table import Table
+
+    from biomedclip.evaluate.metrics import CLIP_BENCHMARK_METRICS
+    from biomedclip.evaluate.report import clip_benchmark_line
 
     for result in outcome.results:
         table = Table(title=f"{result.name} · {result.kind.replace('_', ' ')} · {result.data.get('evaluated', '')}"
@@ -99,10 +138,13 @@ def _print_outcome(outcome: Any, out: Path) -> None:
         table.add_column("value", justify="right")
         table.add_column("95% CI", justify="right")
         for name, value in result.metrics.items():
+            if name in CLIP_BENCHMARK_METRICS:  # aliases: one line below the table, as in report.md
+                continue
             ci = result.ci.get(name)
-            table.add_row(name, f"{value:.4f}" if value == value else "–",
-                          f"{ci[0]:.4f} – {ci[1]:.4f}" if ci and ci[0] == ci[0] else "")
+            table.add_row(name, _fmt(value), f"{_fmt(ci[0])} – {_fmt(ci[1])}" if ci and _finite(ci[0]) else "")
         console.print(table)
+        if (aliases := clip_benchmark_line(result)) is not None:
+            console.print(aliases, highlight=False)
         d = result.details
         if "majority_accuracy" in d:
             console.print(f"majority-class accuracy: {d['majority_accuracy']:.4f}")
@@ -119,35 +161,32 @@ def _print_outcome(outcome: Any, out: Path) -> None:
                           f"{skipped[0]['error']}")
         hits = d.get("cache_hit")
         if hits is not None:
-            console.print(f"[dim]feature cache: {hits}[/dim]")
+            console.print(f"[dim]feature cache: {_cache_text(hits)}[/dim]")
     for err in outcome.errors:
         console.print(f"[red]task failed[/red] {err['task']}: {err['error']}")
     console.print(f"[green]report[/green] {out / 'report.md'} · [green]numbers[/green] {out / 'results.json'}")
 
 
 def _run(config: Any, out: Path, overwrite: bool) -> None:
-    from biomedclip.evaluate.report import ReportError
     from biomedclip.evaluate.suite import run_suite
-    from biomedclip.models.factory import ModelLoadError
 
-    try:
-        with _live_progress() as progress:
-            outcome = run_suite(config, out, overwrite=overwrite, progress=progress)
-    except (ReportError, ModelLoadError) as exc:
-        raise _fail(str(exc)) from exc
+    with _live_progress() as progress:
+        outcome = run_suite(config, out, overwrite=overwrite, progress=progress)
     if not outcome.results:
-        raise _fail("; ".join(f"{e['task']}: {e['error']}" for e in outcome.errors) + " (no report written)")
+        raise BiomedclipError("; ".join(f"{e['task']}: {e['error']}" for e in outcome.errors) + " (no report written)")
     _print_outcome(outcome, out)
     if outcome.errors:
         raise typer.Exit(1)
 
 
 def _suite(model: str, tasks: list[Any], *, seed: int, bootstrap: int, level: float, cache_dir: Path | None,
-           no_cache: bool, batch_size: int, tokenizer: Path | None) -> Any:
+           no_cache: bool, batch_size: int | None, tokenizer: Path | None, device: str, precision: str) -> Any:
     from biomedclip.evaluate.suite import SuiteConfig
 
+    runtime_from_options(device, precision)  # a missing GPU or a bad precision fails before anything loads
     return SuiteConfig(model=model, tasks=tasks, seed=seed, bootstrap=bootstrap, level=level, cache_dir=cache_dir,
-                       cache=not no_cache, batch_size=batch_size, tokenizer=tokenizer)
+                       cache=not no_cache, batch_size=batch_size, tokenizer=tokenizer, device=device,
+                       precision=precision)
 
 
 @eval_app.command("zeroshot")
@@ -163,8 +202,10 @@ def zeroshot_command(
     split: SplitOpt = "test",
     name: Annotated[str | None, typer.Option(help="Name of the task in the report.")] = None,
     seed: SeedOpt = 0, bootstrap: BootOpt = 1000, level: LevelOpt = 0.95, limit: LimitOpt = None,
-    window: WindowOpt = None, slice_index: SliceOpt = None, axis: AxisOpt = -1, batch_size: BatchOpt = 64,
+    window: WindowOpt = None, slice_index: SliceOpt = None, axis: AxisOpt = -1, batch_size: BatchOpt = None,
     cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None, overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "auto",
+    path_col: PathColOpt = None, label_col: LabelColOpt = None, split_col: SplitColOpt = None,
 ) -> None:
     """Zero-shot classification with prompt ensembles, bootstrap CIs, confusion matrix and ROC plots.
 
@@ -174,10 +215,11 @@ def zeroshot_command(
     """
     from biomedclip.evaluate.suite import TaskConfig
 
+    columns = _check_columns(data, csv_columns(path=path_col, label=label_col, split=split_col), "label")
     cfg = TaskConfig(kind="zeroshot", data=data, name=name, task=task, split=split, limit=limit,
-                     window=_window(window), slice_index=slice_index, axis=axis)
+                     read_options=read_options(window, slice_index, axis), **columns.to_dict())
     _run(_suite(model, [cfg], seed=seed, bootstrap=bootstrap, level=level, cache_dir=cache_dir, no_cache=no_cache,
-                batch_size=batch_size, tokenizer=tokenizer), out, overwrite)
+                batch_size=batch_size, tokenizer=tokenizer, device=device, precision=precision), out, overwrite)
 
 
 @eval_app.command("retrieval")
@@ -192,8 +234,9 @@ def retrieval_command(
     name: Annotated[str | None, typer.Option(help="Name of the task in the report.")] = None,
     seed: SeedOpt = 0, bootstrap: BootOpt = 1000, level: LevelOpt = 0.95,
     limit: Annotated[int | None, typer.Option(min=1, help="Use the first N images (with all their captions).")] = None,
-    batch_size: BatchOpt = 64, cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None,
-    overwrite: OverwriteOpt = False,
+    batch_size: BatchOpt = None, cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None,
+    overwrite: OverwriteOpt = False, device: DeviceOpt = "auto", precision: PrecisionOpt = "auto",
+    path_col: PathColOpt = None, caption_col: CaptionColOpt = None, split_col: SplitColOpt = None,
 ) -> None:
     """Image→text and text→image Recall@K and median rank, with bootstrap CIs over queries.
 
@@ -205,9 +248,10 @@ def retrieval_command(
     ks = _numbers(k, int, "--k")
     if not ks or min(ks) < 1:
         raise typer.BadParameter("K values must be ≥ 1", param_hint="--k")
-    cfg = TaskConfig(kind="retrieval", data=data, name=name, split=split, limit=limit, ks=ks)
+    columns = _check_columns(data, csv_columns(path=path_col, caption=caption_col, split=split_col), "caption")
+    cfg = TaskConfig(kind="retrieval", data=data, name=name, split=split, limit=limit, ks=ks, **columns.to_dict())
     _run(_suite(model, [cfg], seed=seed, bootstrap=bootstrap, level=level, cache_dir=cache_dir, no_cache=no_cache,
-                batch_size=batch_size, tokenizer=tokenizer), out, overwrite)
+                batch_size=batch_size, tokenizer=tokenizer, device=device, precision=precision), out, overwrite)
 
 
 @eval_app.command("linear-probe")
@@ -227,8 +271,10 @@ def linear_probe_command(
                                                 "(default 1e-3 … 1e4, 8 values).")] = None,
     name: Annotated[str | None, typer.Option(help="Name of the task in the report.")] = None,
     seed: SeedOpt = 0, bootstrap: BootOpt = 1000, level: LevelOpt = 0.95, limit: LimitOpt = None,
-    window: WindowOpt = None, slice_index: SliceOpt = None, axis: AxisOpt = -1, batch_size: BatchOpt = 64,
+    window: WindowOpt = None, slice_index: SliceOpt = None, axis: AxisOpt = -1, batch_size: BatchOpt = None,
     cache_dir: CacheOpt = None, no_cache: NoCacheOpt = False, tokenizer: TokOpt = None, overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "auto",
+    path_col: PathColOpt = None, label_col: LabelColOpt = None, split_col: SplitColOpt = None,
 ) -> None:
     """Logistic regression on frozen image features, plus k-shot and label-fraction runs with curves.
 
@@ -245,34 +291,41 @@ def linear_probe_command(
     if any(s < 1 for s in shot_list):
         raise typer.BadParameter("shots must be ≥ 1", param_hint="--shots")
     grid = _numbers(cs, float, "--cs") if cs else list(DEFAULT_CS)
-    cfg = TaskConfig(kind="linear-probe", data=data, name=name, task=task, limit=limit, window=_window(window),
-                     slice_index=slice_index, axis=axis, shots=shot_list, seeds=seeds, fractions=fraction_list, cs=grid)
+    columns = _check_columns(data, csv_columns(path=path_col, label=label_col, split=split_col), "label")
+    cfg = TaskConfig(kind="linear-probe", data=data, name=name, task=task, limit=limit,
+                     read_options=read_options(window, slice_index, axis), shots=shot_list, seeds=seeds,
+                     fractions=fraction_list, cs=grid, **columns.to_dict())
     _run(_suite(model, [cfg], seed=seed, bootstrap=bootstrap, level=level, cache_dir=cache_dir, no_cache=no_cache,
-                batch_size=batch_size, tokenizer=tokenizer), out, overwrite)
+                batch_size=batch_size, tokenizer=tokenizer, device=device, precision=precision), out, overwrite)
 
 
 @eval_app.command("suite")
 def suite_command(
     config: Annotated[Path, typer.Argument(help="YAML file: model, tasks (kind, data, task, split, …) and settings; "
-                                                "see the README's Evaluation section.")],
+                                                "see docs/evaluation.md.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: the config's out:).")]
     = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Evaluate this model instead of the "
-                                                                     "config's.")] = None,
+                                                                     "config's.", callback=check_model_option)]
+    = None,
     overwrite: OverwriteOpt = False,
+    device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="Override the config's device: "
+                                                                                  + DEVICE_HELP)] = None,
+    precision: Annotated[str | None, typer.Option("--precision", metavar="PRECISION",
+                                                  help="Override the config's precision: " + PRECISION_HELP)] = None,
 ) -> None:
     """Run every task of a YAML suite against one model and write one combined report."""
-    from biomedclip.evaluate.suite import SuiteError, load_suite_config
+    from biomedclip.evaluate.suite import load_suite_config
 
-    try:
-        cfg = load_suite_config(config)
-    except SuiteError as exc:
-        raise _fail(str(exc)) from exc
+    cfg = load_suite_config(config)
     if model:
         cfg.model = model
+    cfg.device = device or cfg.device
+    cfg.precision = precision or cfg.precision
+    runtime_from_options(cfg.device, cfg.precision)
     target = out or cfg.out
     if target is None:
-        raise _fail(f"{config}: no out: in the config; pass --out")
+        raise BiomedclipError(f"{config}: no out: in the config; pass --out")
     _run(cfg, target, overwrite)
 
 
@@ -314,16 +367,12 @@ def overlap_command(
     """
     from rich.table import Table
 
-    from biomedclip.evaluate.datasets import DatasetError
-    from biomedclip.evaluate.overlap import OverlapError, check_overlap, write_overlap
+    from biomedclip.evaluate.overlap import check_overlap, write_overlap
 
     splits = None if [s.lower() for s in split] == ["all"] else list(split)
-    try:
-        with _live_progress() as progress:
-            report = check_overlap(shards, eval_data, shard_splits=splits, eval_split=eval_split,
-                                   max_distance=phash_distance, text_threshold=text_threshold, progress=progress)
-    except (OverlapError, DatasetError) as exc:
-        raise _fail(str(exc)) from exc
+    with _live_progress() as progress:
+        report = check_overlap(shards, eval_data, shard_splits=splits, eval_split=eval_split,
+                               max_distance=phash_distance, text_threshold=text_threshold, progress=progress)
     files = write_overlap(report, out, list_limit=show)
     c = report.counts
     table = Table(title=f"Overlap: {eval_data} vs {shards}", title_justify="left")

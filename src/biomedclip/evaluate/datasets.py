@@ -3,14 +3,16 @@
 Classification (zero-shot, linear probe):
 
 * **image folder** — ``ROOT/<class>/<image>``, or with splits ``ROOT/{train,val,test}/<class>/<image>``;
-* **CSV** — header ``path,label[,split]`` (``image``/``file`` also name the path column), paths
-  relative to the CSV's folder, several labels of one image separated by ``|`` (multi-label);
+* **CSV** — header ``path,label[,split]`` (``image``/``file`` also name the path column; any other
+  names via :class:`~biomedclip.io.columns.CsvColumns`, the CLI's ``--path-col``/``--label-col``/
+  ``--split-col``), paths relative to the CSV's folder, several labels of one image separated by
+  ``|`` (multi-label);
 * **MedMNIST-style .npz** — ``{train,val,test}_images`` ([N,H,W] grey, [N,H,W,3] RGB or [N,D,H,W]
   volumes, any dtype) and ``{split}_labels`` ([N] / [N,1] class ids, [N,C] 0/1 multi-label).
 
 Retrieval: our **shards** (``DIR/<split>/*.tar`` from ``biomedclip data build``; pairs sharing an
 image — same sha256 in their metadata — become one image with several captions) or a **CSV**
-``path,caption`` (repeat a path for several captions).
+``path,caption[,split]`` (repeat a path for several captions; ``--caption-col`` names another column).
 
 Images are read lazily through :mod:`biomedclip.io.medical`, so DICOM and NIfTI files work
 anywhere a path does (with the same :class:`~biomedclip.io.medical.ReadOptions`). An
@@ -26,7 +28,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +36,8 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from biomedclip.errors import BiomedclipError
+from biomedclip.io.columns import CsvColumns, find_column
 from biomedclip.io.medical import (
     DICOM_SUFFIXES,
     NIFTI_SUFFIXES,
@@ -66,7 +70,7 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "
 MULTI_LABEL_SEPARATOR = "|"
 
 
-class DatasetError(ValueError):
+class DatasetError(BiomedclipError, ValueError):
     """The dataset as a whole cannot be used; the message names the file and what to change."""
 
 
@@ -251,17 +255,28 @@ class ClassificationData:
         return replace(self, splits=splits, notes=[*self.notes, f"limited to {limit} items per split (seed {seed})"])
 
 
-def load_classification(path: str | Path, *, options: ReadOptions | None = None) -> ClassificationData:
-    """Folder, CSV or .npz classification data (see the module docstring for the layouts)."""
+def _only_for_csv(path: Path, columns: CsvColumns | None) -> None:
+    """Column flags name CSV columns; on a folder, .npz or shards they would be silently ignored."""
+    if columns is not None and not columns.is_default():
+        raise DatasetError(f"{path}: {', '.join(columns.flags())} name CSV columns, but this dataset is not a .csv")
+
+
+def load_classification(path: str | Path, *, options: ReadOptions | None = None,
+                        columns: CsvColumns | None = None) -> ClassificationData:
+    """Folder, CSV or .npz classification data (see the module docstring for the layouts).
+
+    ``columns`` picks the CSV's path, label and split columns (default: the usual names).
+    """
     path = Path(path)
     options = options or ReadOptions()
     if not path.exists():
         raise DatasetError(f"{path}: not found; pass an image folder, a .csv or a MedMNIST-style .npz")
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix == ".csv":
+        return _load_csv(path, options, columns)
+    _only_for_csv(path, columns)
     if path.is_dir():
         return _load_folder(path, options)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _load_csv(path, options)
     if suffix == ".npz":
         return _load_npz(path, options)
     raise DatasetError(f"{path}: unknown dataset format {suffix!r}; use an image folder, .csv or .npz")
@@ -302,14 +317,6 @@ def _load_folder(root: Path, options: ReadOptions) -> ClassificationData:
     return ClassificationData(root, "folder", names, splits)
 
 
-def _column(header: Sequence[str], candidates: Iterable[str], path: Path, what: str) -> str:
-    lowered = {h.strip().lower(): h for h in header}
-    for c in candidates:
-        if c in lowered:
-            return lowered[c]
-    raise DatasetError(f"{path}: no {what} column (header is {list(header)}); expected one of {list(candidates)}")
-
-
 def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
@@ -323,11 +330,11 @@ def read_csv_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
-def _load_csv(path: Path, options: ReadOptions) -> ClassificationData:
+def _load_csv(path: Path, options: ReadOptions, columns: CsvColumns | None = None) -> ClassificationData:
     header, rows = read_csv_table(path)
-    path_col = _column(header, ("path", "image", "file", "filename"), path, "image path")
-    label_col = _column(header, ("label", "labels", "class"), path, "label")
-    split_col = next((h for h in header if h.strip().lower() == "split"), None)
+    path_col = find_column(header, "path", columns, path, error=DatasetError)
+    label_col = find_column(header, "label", columns, path, error=DatasetError)
+    split_col = find_column(header, "split", columns, path, required=False, error=DatasetError)
     per_split: dict[str, tuple[list[Path], list[list[str]]]] = {}
     notes: list[str] = []
     multilabel = False
@@ -422,14 +429,18 @@ class RetrievalData:
 
 
 def load_retrieval(path: str | Path, split: str = "test", *, limit: int | None = None,
-                   options: ReadOptions | None = None) -> RetrievalData:
-    """Shards (``DIR/<split>/*.tar``) or a CSV ``path,caption``; ``limit`` caps the number of images."""
+                   options: ReadOptions | None = None, columns: CsvColumns | None = None) -> RetrievalData:
+    """Shards (``DIR/<split>/*.tar``) or a CSV ``path,caption``; ``limit`` caps the number of images.
+
+    ``columns`` picks the CSV's path, caption and split columns (default: the usual names).
+    """
     path = Path(path)
     options = options or ReadOptions()
+    if path.suffix.lower() == ".csv" and not path.is_dir():
+        return _retrieval_csv(path, split, limit, options, columns)
+    _only_for_csv(path, columns)
     if path.is_dir():
         return _retrieval_shards(path, split, limit, options)
-    if path.suffix.lower() == ".csv":
-        return _retrieval_csv(path, split, limit, options)
     raise DatasetError(f"{path}: retrieval data must be a shard build folder (DIR/{split}/*.tar) or a CSV "
                        "with path,caption columns")
 
@@ -450,36 +461,32 @@ def _group(ids: list[str], captions: list[str], limit: int | None) -> tuple[list
 
 
 def _retrieval_shards(root: Path, split: str, limit: int | None, options: ReadOptions) -> RetrievalData:
-    import tarfile
+    from biomedclip.data.build_folder import BuildFolder, ShardReadError
 
-    import webdataset as wds
-
-    shards = sorted((root / split).glob("*.tar"))
-    if not shards:
-        raise DatasetError(f"{root}: no shards for split {split!r} ({root / split}/*.tar); pass the output folder "
-                           "of `biomedclip data build` and a split it has")
+    build = BuildFolder(root)
+    if not build.shards(split):
+        raise DatasetError(build.missing_split(split))
     ids, captions, items = [], [], []
     try:
-        for sample in wds.WebDataset([str(p) for p in shards], shardshuffle=False):
-            if "jpg" not in sample or "txt" not in sample:
+        for sample in build.iter_samples(split):
+            if sample.jpg is None or sample.txt is None:
                 continue
-            meta = json.loads(sample["json"]) if "json" in sample else {}
-            ids.append(str(meta.get("sha256") or sample["__key__"]))
-            captions.append(sample["txt"].decode("utf-8"))
-            items.append((f"{sample['__key__']}.jpg", sample["jpg"]))
-    except (tarfile.TarError, OSError, ValueError) as exc:
-        raise DatasetError(f"{root / split}: unreadable shard ({exc}); rebuild it with `biomedclip data build`"
-                           ) from exc
+            ids.append(str(sample.json.get("sha256") or sample.key))
+            captions.append(sample.txt)
+            items.append((f"{sample.key}.jpg", sample.jpg))
+    except ShardReadError as exc:
+        raise DatasetError(str(exc)) from exc
     rows, texts, owner = _group(ids, captions, limit)
     return RetrievalData(root, split, MemoryImages([items[r] for r in rows], options), [ids[r] for r in rows],
                          texts, np.array(owner, dtype=np.int64))
 
 
-def _retrieval_csv(path: Path, split: str, limit: int | None, options: ReadOptions) -> RetrievalData:
+def _retrieval_csv(path: Path, split: str, limit: int | None, options: ReadOptions,
+                   columns: CsvColumns | None = None) -> RetrievalData:
     header, rows = read_csv_table(path)
-    path_col = _column(header, ("path", "image", "file", "filename"), path, "image path")
-    text_col = _column(header, ("caption", "text", "report"), path, "caption")
-    split_col = next((h for h in header if h.strip().lower() == "split"), None)
+    path_col = find_column(header, "path", columns, path, error=DatasetError)
+    text_col = find_column(header, "caption", columns, path, error=DatasetError)
+    split_col = find_column(header, "split", columns, path, required=False, error=DatasetError)
     ids, captions = [], []
     wanted = SPLIT_ALIASES.get(split, split)
     for row in rows:

@@ -9,7 +9,6 @@ with unit-norm rows, so metrics code is plain numpy and never needs the model.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from biomedclip.errors import BiomedclipError
 from biomedclip.evaluate.cache import CachedFeatures, FeatureCache, model_fingerprint
 from biomedclip.models.runtime import ModelRunner
 
@@ -35,23 +35,53 @@ class PairSample:
 
 def read_shard_pairs(data: Path, split: str, limit: int | None = None) -> list[PairSample]:
     """All pairs of one split of a shard build (small eval splits; images decoded to RGB)."""
-    import webdataset as wds
+    from biomedclip.data.build_folder import BuildFolder, NotABuildError
 
-    shards = sorted((Path(data) / split).glob("*.tar"))
-    if not shards:
-        raise FileNotFoundError(f"no shards for split {split!r} in {data}")
+    build = BuildFolder(data)
+    if not build.shards(split):
+        raise NotABuildError(build.missing_split(split))
     pairs: list[PairSample] = []
-    for sample in wds.WebDataset([str(p) for p in shards], shardshuffle=False):
-        with Image.open(io.BytesIO(sample["jpg"])) as im:
+    for sample in build.iter_samples(split):
+        if sample.jpg is None or sample.txt is None:
+            continue
+        with Image.open(io.BytesIO(sample.jpg)) as im:
             image = im.convert("RGB")
-        pairs.append(PairSample(sample["__key__"], image, sample["txt"].decode("utf-8"),
-                                json.loads(sample["json"])))
+        pairs.append(PairSample(sample.key, image, sample.txt, sample.json))
         if limit is not None and len(pairs) >= limit:
             break
     return pairs
 
 
 # -- datasets: lazy loading, bad items skipped, features cached ---------------------------------------
+
+FAILURES_SHOWN = 5
+"""Skipped items named when none could be read (the report lists all of them otherwise)."""
+
+
+class UnreadableImagesError(BiomedclipError, ValueError):
+    """Not one image of an evaluation split could be read; the message names the first and why."""
+
+
+def _failure(skipped: dict[str, Any]) -> str:
+    """``item: why`` for one skipped item, the item named once (readers often start their error with it)."""
+    item, error = str(skipped.get("item")), str(skipped.get("error"))
+    return f"{item}: {error.removeprefix(f'{item}: ')}"
+
+
+def require_readable(entry: CachedFeatures, total: int, where: str) -> CachedFeatures:
+    """``entry`` when it holds at least one feature; otherwise the error listing the first failures.
+
+    With partial failures the skipped items are listed in the report; with total failure there is
+    no report, so the reason has to be in the error itself (a wrong --window, a folder of
+    non-images, a missing DICOM plugin).
+    """
+    if len(entry.kept):
+        return entry
+    first = "; ".join(_failure(s) for s in entry.skipped[:FAILURES_SHOWN])
+    more = f" (first {FAILURES_SHOWN} of {len(entry.skipped):,})" if len(entry.skipped) > FAILURES_SHOWN else ""
+    raise UnreadableImagesError(f"{where}: none of the {total:,} images could be read{more}: "
+                                f"{first or 'no errors recorded'}")
+
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)`` — called after every batch."""

@@ -31,7 +31,12 @@ from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.multiclass import OneVsRestClassifier
 
-from biomedclip.evaluate.metrics import bootstrap_metrics, classification_metrics, multilabel_metrics
+from biomedclip.evaluate.metrics import (
+    CLIP_BENCHMARK_METRICS,
+    bootstrap_metrics,
+    classification_metrics,
+    multilabel_metrics,
+)
 from biomedclip.models.runtime import ModelLike
 
 __all__ = [
@@ -180,12 +185,13 @@ class _Features:
 
 def _split_features(runner: Any, data: Any, split: str, cache: Any, batch_size: int | None,
                     progress: Any) -> _Features:
-    from biomedclip.evaluate.features import cached_image_features
+    from biomedclip.evaluate.features import cached_image_features, require_readable
 
     part = data.split(split)
     entry, hit = cached_image_features(runner, part.images, part.images.fingerprint(), split, cache,
                                        batch_size=batch_size,
                                        progress=(lambda d, t: progress(split, d, t)) if progress else None)
+    require_readable(entry, len(part), f"{data.path} (split {split!r})")
     return _Features(entry.features, part.labels[entry.kept], [part.images.describe(int(i)) for i in entry.kept],
                      entry.skipped, hit)
 
@@ -272,7 +278,8 @@ def evaluate_linear_probe(
     scores = _full_scores(fit.model, test.x, n_classes, multilabel)
     full = multilabel_metrics(test.y, scores) if multilabel else classification_metrics(test.y, scores)
     boot = bootstrap_metrics(test.y, scores, n_resamples=n_bootstrap, seed=seed, level=level, multilabel=multilabel)
-    headline = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
+    headline = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc",
+                *(() if multilabel else CLIP_BENCHMARK_METRICS))
     metrics = {k: float(full[k]) for k in headline}  # type: ignore[arg-type]
     if not fit.converged:
         notes.append(f"logistic regression did not fully converge in {MAX_ITER} iterations at C={fit.C:g}")

@@ -32,14 +32,22 @@ from sklearn.metrics import (
 )
 
 __all__ = [
+    "CLIP_BENCHMARK_METRICS",
     "BootstrapResult",
     "bootstrap_metrics",
     "classification_metrics",
     "multilabel_metrics",
+    "top_k_accuracy",
     "weighted_auroc",
 ]
 
 SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
+# CLIP_benchmark's names for single-label classification, so our results.json reads like theirs:
+# acc1 is our accuracy, mean_per_class_recall our balanced_accuracy (both scikit-learn's
+# balanced_accuracy_score), acc5 the top-5 accuracy (1.0 by construction with ≤ 5 classes, where
+# CLIP_benchmark leaves it empty).
+CLIP_BENCHMARK_METRICS = ("acc1", "acc5", "mean_per_class_recall")
+TOP_K = 5
 _MAX_BLOCK = 4_000_000  # resamples × items per vectorised block (bounded memory)
 
 
@@ -59,6 +67,24 @@ def _ovr_auroc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, list[floa
     return (float(np.mean(defined)) if defined else float("nan")), per_class
 
 
+def _top_k_hits(labels: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """[N] bool: is the true class among the ``k`` highest scores of its row?
+
+    Ties are broken towards the lower class index, as ``argmax`` does, so top-1 equals the
+    accuracy of the argmax prediction; with ``k`` ≥ the number of classes every row is a hit.
+    """
+    if k >= scores.shape[1]:
+        return np.ones(len(labels), dtype=bool)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return (order == np.asarray(labels)[:, None]).any(axis=1)
+
+
+def top_k_accuracy(labels: Sequence[int] | np.ndarray, scores: np.ndarray, k: int = TOP_K) -> float:
+    """Share of items whose true class is among the ``k`` best-scored classes (1.0 when k ≥ classes)."""
+    y = np.asarray(labels, dtype=np.int64)
+    return float(_top_k_hits(y, np.asarray(scores), k).mean()) if len(y) else float("nan")
+
+
 def classification_metrics(labels: Sequence[int] | np.ndarray, scores: np.ndarray) -> dict[str, object]:
     """Accuracy, balanced accuracy, macro-F1, per-class recall and macro OvR AUROC.
 
@@ -66,6 +92,8 @@ def classification_metrics(labels: Sequence[int] | np.ndarray, scores: np.ndarra
     logits — only their order per column matters for AUROC, the row argmax is the prediction).
     Every class in ``range(C)`` counts for macro-F1 and recall, even if absent from ``labels``
     (recall is then undefined and reported as 0 by scikit-learn's ``zero_division=0``).
+    ``acc1``, ``acc5`` and ``mean_per_class_recall`` repeat these under CLIP_benchmark's names
+    (see :data:`CLIP_BENCHMARK_METRICS`).
     """
     y = np.asarray(labels, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -87,6 +115,9 @@ def classification_metrics(labels: Sequence[int] | np.ndarray, scores: np.ndarra
         "balanced_accuracy": balanced,
         "macro_f1": float(f1_score(y, pred, labels=classes, average="macro", zero_division=0)),
         "macro_auroc": macro_auroc,
+        "acc1": float(accuracy_score(y, pred)),
+        "acc5": top_k_accuracy(y, scores, TOP_K),
+        "mean_per_class_recall": balanced,
         "per_class_recall": [float(v) for v in recall_score(y, pred, labels=classes, average=None, zero_division=0)],
         "per_class_auroc": per_class_auroc,
         "per_class_support": [int((y == c).sum()) for c in classes],
@@ -169,11 +200,15 @@ def _weighted_single(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> dict[s
         balanced = np.where(present.any(axis=1), (recall * present).sum(axis=1) / present.sum(axis=1), np.nan)
         f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), 0.0)
         auroc_per_class = np.stack([weighted_auroc(y == c, scores[:, c], w) for c in range(n_classes)], axis=1)
+        accuracy = tp.sum(axis=1) / total
         return {
-            "accuracy": tp.sum(axis=1) / total,
+            "accuracy": accuracy,
             "balanced_accuracy": balanced,
             "macro_f1": f1.mean(axis=1),
             "macro_auroc": np.nanmean(auroc_per_class, axis=1),
+            "acc1": accuracy,
+            "acc5": (w @ _top_k_hits(y, scores, TOP_K)) / total,
+            "mean_per_class_recall": balanced,
         }
 
 

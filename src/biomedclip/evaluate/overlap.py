@@ -32,12 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from biomedclip.errors import BiomedclipError
+
 __all__ = ["OverlapError", "OverlapReport", "check_overlap", "normalise_text", "near_hash_pairs", "write_overlap"]
 
 Progress = Callable[[str, int, int], None]
 
 
-class OverlapError(ValueError):
+class OverlapError(BiomedclipError, ValueError):
     """An input of the overlap check cannot be used; the message says which and why."""
 
 
@@ -85,12 +87,16 @@ def _phash_int(value: Any) -> int | None:
 # -- pretraining side --------------------------------------------------------------------------------
 
 def _pretraining(shards: Path, splits: Sequence[str] | None) -> _Side:
-    manifest = shards / "manifest.parquet"
-    side = _Side()
-    if manifest.is_file():
-        import pyarrow.parquet as pq
+    """Hashes and captions of a build's samples: from its manifest, else read from its shards."""
+    from biomedclip.data.build_folder import BuildFolder
 
-        table = pq.read_table(manifest, columns=["key", "split", "sha256", "phash", "caption"]).to_pydict()
+    if not BuildFolder.holds_build(shards):
+        raise OverlapError(f"{shards}: no manifest.parquet and no <split>/*.tar shards; pass a `biomedclip data "
+                           "build` output folder")
+    build = BuildFolder(shards)
+    side = _Side()
+    if build.has_manifest:
+        table = build.manifest(columns=["key", "split", "sha256", "phash", "caption"]).to_pydict()
         for key, split, sha, ph, caption in zip(table["key"], table["split"], table["sha256"], table["phash"],
                                                 table["caption"], strict=True):
             if splits and split not in splits:
@@ -101,21 +107,13 @@ def _pretraining(shards: Path, splits: Sequence[str] | None) -> _Side:
             side.text_names.append(key)
             side.texts.append(caption or "")
         return side
-    tars = sorted(p for s in (splits or [d.name for d in shards.iterdir() if d.is_dir()])
-                  for p in (shards / s).glob("*.tar"))
-    if not tars:
-        raise OverlapError(f"{shards}: no manifest.parquet and no <split>/*.tar shards; pass a `biomedclip data "
-                           "build` output folder")
-    import webdataset as wds
-
-    for sample in wds.WebDataset([str(p) for p in tars], shardshuffle=False):
-        meta = json.loads(sample["json"]) if "json" in sample else {}
-        side.names.append(sample["__key__"])
-        side.sha256.append(meta.get("sha256"))
-        side.phash.append(_phash_int(meta.get("phash")))
-        if "txt" in sample:
-            side.text_names.append(sample["__key__"])
-            side.texts.append(sample["txt"].decode("utf-8"))
+    for sample in build.iter_samples(splits or build.splits()):
+        side.names.append(sample.key)
+        side.sha256.append(sample.json.get("sha256"))
+        side.phash.append(_phash_int(sample.json.get("phash")))
+        if sample.txt is not None:
+            side.text_names.append(sample.key)
+            side.texts.append(sample.txt)
     return side
 
 
@@ -131,6 +129,7 @@ def _image_hashes(image: Any) -> int:
 
 
 def _evaluation(data: Path, split: str | None, progress: Progress | None) -> _Side:
+    from biomedclip.data.build_folder import BuildFolder
     from biomedclip.evaluate.datasets import (
         ArrayImages,
         FileImages,
@@ -140,7 +139,7 @@ def _evaluation(data: Path, split: str | None, progress: Progress | None) -> _Si
     )
     from biomedclip.io.medical import MedicalImageError
 
-    if data.is_dir() and ((data / "manifest.parquet").is_file() or any(data.glob("*/*.tar"))):
+    if BuildFolder.holds_build(data):
         return _pretraining(data, [split] if split else None)  # shards as the evaluation set
     sources: list[tuple[str, Any]] = []
     side = _Side()

@@ -29,13 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from biomedclip.errors import BiomedclipError
+
 __all__ = ["ReportError", "TaskResult", "package_versions", "check_out_dir", "write_report"]
 
 PACKAGES = ("biomedclip", "torch", "open_clip_torch", "transformers", "timm", "scikit-learn", "numpy", "pillow",
             "pydicom", "nibabel", "matplotlib")
 
 
-class ReportError(RuntimeError):
+class ReportError(BiomedclipError, RuntimeError):
     """The output folder cannot be used (exists and holds a report, or is a file)."""
 
 
@@ -283,9 +285,35 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def clip_benchmark_line(result: TaskResult) -> str | None:
+    """CLIP_benchmark's names for the same numbers, in one line (None when the task has none).
+
+    They are aliases (acc1 = accuracy, mean_per_class_recall = balanced accuracy) plus top-5
+    accuracy, so the metric table does not repeat them; with ≤ 5 classes acc5 is 1.0 by
+    construction and the line says so rather than letting it pass for a result.
+    """
+    from biomedclip.evaluate.metrics import CLIP_BENCHMARK_METRICS, TOP_K
+
+    if not all(name in result.metrics for name in CLIP_BENCHMARK_METRICS):
+        return None
+    m = result.metrics
+    n_classes = len(result.arrays.get("classes") or (result.task or {}).get("classes") or [])
+    line = (f"CLIP_benchmark names: acc1 {_fmt(m['acc1'])} (= accuracy) · acc5 {_fmt(m['acc5'])} "
+            f"(top-{TOP_K} accuracy) · mean_per_class_recall {_fmt(m['mean_per_class_recall'])} "
+            "(= balanced_accuracy)")
+    if 0 < n_classes <= TOP_K:
+        line += (f". acc5 is 1.0 by construction with {n_classes} classes (≤ {TOP_K}: the top {TOP_K} hold every "
+                 f"class; CLIP_benchmark leaves acc5 empty below {TOP_K} classes)")
+    return line
+
+
 def _metric_table(result: TaskResult) -> list[str]:
+    from biomedclip.evaluate.metrics import CLIP_BENCHMARK_METRICS
+
     lines = ["| metric | value | 95% CI |", "|---|---:|---:|"]
     for name, value in result.metrics.items():
+        if name in CLIP_BENCHMARK_METRICS:  # aliases, shown on their own line below the table
+            continue
         ci = result.ci.get(name)
         ci_text = f"{_fmt(ci[0])} – {_fmt(ci[1])}" if ci else ""
         lines.append(f"| {name} | {_fmt(value)} | {ci_text} |")
@@ -333,10 +361,12 @@ def _section(result: TaskResult) -> list[str]:
     if result.task:
         lines.append(f"Task: `{result.task.get('source')}` · classes: {', '.join(result.task.get('classes', []))}")
         if result.kind == "zeroshot":
-            lines.append(f"Templates: {', '.join(repr(t) for t in result.task.get('templates', []))}")
+            lines.append(f"Templates: {', '.join(f'“{t}”' for t in result.task.get('templates', []))}")
     lines.append("")
     lines += _paper_line(result)
     lines += _metric_table(result) + [""]
+    if (aliases := clip_benchmark_line(result)) is not None:
+        lines += [aliases + ".", ""]
     lines += _per_class_table(result)
     if result.details.get("per_class_recall"):
         lines.append("")
@@ -390,7 +420,8 @@ def write_report(out: Path, results: list[TaskResult], *, model: dict[str, Any],
         "errors": errors or [],
     })
     (out / "results.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    lines = [f"# {title}", "", f"Model: `{model.get('name')}` (weights sha256 `{str(model.get('fingerprint'))[:16]}…`)",
+    fingerprint = f"`{str(model['fingerprint'])[:16]}…`" if model.get("fingerprint") else "–"
+    lines = [f"# {title}", "", f"Model: `{model.get('name')}` (weights sha256 {fingerprint})",
              f"Seed {seed} · created {doc['created']} · biomedclip {doc['packages'].get('biomedclip')}", ""]
     if len(results) > 1:
         lines += ["| task | kind | headline | value | 95% CI |", "|---|---|---|---:|---:|"]

@@ -73,7 +73,7 @@ def evaluate_retrieval(model: ModelLike, data: Any, *, cache: Any = None, ks: Se
     import time
 
     from biomedclip.evaluate.cache import FeatureCache, model_fingerprint
-    from biomedclip.evaluate.features import cached_image_features, cached_text_features
+    from biomedclip.evaluate.features import cached_image_features, cached_text_features, require_readable
     from biomedclip.evaluate.report import TaskResult
     from biomedclip.models.runtime import as_runner
 
@@ -84,8 +84,7 @@ def evaluate_retrieval(model: ModelLike, data: Any, *, cache: Any = None, ks: Se
     entry, hit = cached_image_features(runner, data.images, images_fp, f"retrieval-{data.split}", cache,
                                        batch_size=batch_size, progress=progress)
     texts, text_hit = cached_text_features(runner, data.captions, data.texts_fingerprint(), "captions", cache)
-    if len(entry.kept) == 0:
-        raise ValueError(f"{data.path}: none of the {len(data.images)} images could be read")
+    require_readable(entry, len(data.images), f"{data.path} (split {data.split!r})")
     new_index = np.full(len(data.images), -1, dtype=np.int64)
     new_index[entry.kept] = np.arange(len(entry.kept))
     owner = new_index[data.caption_image]

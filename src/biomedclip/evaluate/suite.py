@@ -23,6 +23,10 @@ a one-task :class:`SuiteConfig`, ``biomedclip eval suite CONFIG.yaml`` reads one
         data: shards                     # shard build folder or CSV path,caption
         split: test
         ks: [1, 5, 10]
+      - kind: zeroshot
+        data: data/chestxray.csv         # a CSV with other column names:
+        path_col: filename               #   path_col, label_col, caption_col, split_col
+        label_col: finding               #   (default: path, label, caption, split)
 
 A task that fails (missing data, labels that match no class, …) is recorded under ``errors`` in
 results.json and the report, and the other tasks still run.
@@ -39,6 +43,7 @@ from typing import Any
 from biomedclip.errors import BiomedclipError
 from biomedclip.evaluate.linear_probe import DEFAULT_CS, DEFAULT_FRACTIONS, DEFAULT_SHOTS
 from biomedclip.evaluate.retrieval import DEFAULT_KS
+from biomedclip.io.columns import CsvColumns
 from biomedclip.io.medical import ReadOptions
 from biomedclip.models.runtime import ModelLike, ModelRunner
 
@@ -68,9 +73,17 @@ class TaskConfig:
     seeds: int = 3
     fractions: Sequence[float] = DEFAULT_FRACTIONS
     cs: Sequence[float] = DEFAULT_CS
+    path_col: str | None = None  # CSV column names (None: the usual path, label, caption, split)
+    label_col: str | None = None
+    caption_col: str | None = None
+    split_col: str | None = None
 
     def label(self) -> str:
         return self.name or f"{self.kind}:{self.data.name}"
+
+    def columns(self) -> CsvColumns:
+        """The CSV column mapping of this task."""
+        return CsvColumns(path=self.path_col, label=self.label_col, caption=self.caption_col, split=self.split_col)
 
 
 @dataclass
@@ -140,6 +153,7 @@ def _task_from_dict(raw: Any, index: int, base: Path, where: str) -> TaskConfig:
             shots=[int(k) for k in raw.get("shots", DEFAULT_SHOTS)], seeds=int(raw.get("seeds", 3)),
             fractions=[float(f) for f in raw.get("fractions", DEFAULT_FRACTIONS)],
             cs=[float(c) for c in raw.get("cs", DEFAULT_CS)],
+            **{key: str(raw[key]) for key in ("path_col", "label_col", "caption_col", "split_col") if raw.get(key)},
         )
     except (TypeError, ValueError, IndexError) as exc:
         raise SuiteError(f"{where}: tasks[{index}] has a value of the wrong type ({exc})") from exc
@@ -204,9 +218,9 @@ def _run_task(loaded: ModelRunner, cfg: TaskConfig, suite: SuiteConfig, cache: A
     common = {"cache": cache, "n_bootstrap": suite.bootstrap, "seed": suite.seed, "level": suite.level,
               "batch_size": suite.batch_size, "name": cfg.name}
     if cfg.kind == "retrieval":
-        pairs = load_retrieval(cfg.data, cfg.split, limit=cfg.limit, options=options)
+        pairs = load_retrieval(cfg.data, cfg.split, limit=cfg.limit, options=options, columns=cfg.columns())
         return evaluate_retrieval(loaded, pairs, ks=cfg.ks, progress=report(f"embedding {cfg.split}"), **common)
-    data = load_classification(cfg.data, options=options).limited(cfg.limit, suite.seed)
+    data = load_classification(cfg.data, options=options, columns=cfg.columns()).limited(cfg.limit, suite.seed)
     task = load_task(cfg.task) if cfg.task else None
     if cfg.kind == "zeroshot":
         task = task or default_task(data)

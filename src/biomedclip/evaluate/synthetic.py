@@ -16,27 +16,28 @@ from pathlib import Path
 import numpy as np
 
 from biomedclip.data.shards import iter_jsonl
+from biomedclip.errors import BiomedclipError
 from biomedclip.evaluate.datasets import ClassificationData, LabeledSplit, MemoryImages
 from biomedclip.evaluate.taskfile import TaskSpec
 
 __all__ = ["SyntheticTaskError", "export_task_folder", "synthetic_task"]
 
 
-class SyntheticTaskError(ValueError):
+class SyntheticTaskError(BiomedclipError, ValueError):
     """The corpus or the shards lack what the task needs; the message says what."""
 
 
 def _shard_images(shards: Path, split: str) -> list[tuple[str, bytes]]:
     """(key, JPEG bytes) of every sample in one split, in shard order."""
-    import webdataset as wds
+    from biomedclip.data.build_folder import BuildFolder, NotABuildError
 
-    tars = sorted((Path(shards) / split).glob("*.tar"))
-    if not tars:
-        raise SyntheticTaskError(f"{shards}/{split}: no shards; build with a non-zero {split!r} share")
-    items = []
-    for sample in wds.WebDataset([str(t) for t in tars], shardshuffle=False):
-        items.append((sample["__key__"], sample["jpg"]))
-    return items
+    try:
+        build = BuildFolder(shards)
+    except NotABuildError as exc:
+        raise SyntheticTaskError(str(exc)) from exc
+    if not build.shards(split):
+        raise SyntheticTaskError(build.missing_split(split))
+    return [(sample.key, sample.jpg) for sample in build.iter_samples(split) if sample.jpg is not None]
 
 
 def synthetic_task(corpus: Path, shards: Path, *, split: str = "test", attribute: str = "modality",

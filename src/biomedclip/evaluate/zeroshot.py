@@ -46,8 +46,13 @@ def evaluate_zeroshot(model: ModelLike, data: Any, task: Any, *, split: str = "t
     import time
 
     from biomedclip.evaluate.cache import FeatureCache, model_fingerprint
-    from biomedclip.evaluate.features import cached_image_features
-    from biomedclip.evaluate.metrics import bootstrap_metrics, classification_metrics, multilabel_metrics
+    from biomedclip.evaluate.features import cached_image_features, require_readable
+    from biomedclip.evaluate.metrics import (
+        CLIP_BENCHMARK_METRICS,
+        bootstrap_metrics,
+        classification_metrics,
+        multilabel_metrics,
+    )
     from biomedclip.evaluate.report import TaskResult
     from biomedclip.evaluate.taskfile import align_labels
 
@@ -59,8 +64,7 @@ def evaluate_zeroshot(model: ModelLike, data: Any, task: Any, *, split: str = "t
     images_fp = part.images.fingerprint()
     entry, hit = cached_image_features(runner, part.images, images_fp, split, cache, batch_size=batch_size,
                                        progress=progress)
-    if len(entry.kept) == 0:
-        raise ValueError(f"{data.path}: none of the {len(part)} images in split {split!r} could be read")
+    require_readable(entry, len(part), f"{data.path} (split {split!r})")
     labels = part.labels[entry.kept]
     scale = runner.temperature
     positive = runner.class_embeddings(task.classes, task.templates)
@@ -72,7 +76,7 @@ def evaluate_zeroshot(model: ModelLike, data: Any, task: Any, *, split: str = "t
     else:
         scores = class_probabilities(entry.features, positive, scale)
         full = classification_metrics(labels, scores)
-        headline_names = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
+        headline_names = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", *CLIP_BENCHMARK_METRICS)
     boot = bootstrap_metrics(labels, scores, n_resamples=n_bootstrap, seed=seed, level=level,
                              multilabel=data.multilabel)
     metrics = {k: full[k] for k in headline_names}

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from biomedclip.models.names import check_model_option
 from biomedclip.models.tokenizer import DEFAULT_CONTEXTS
-
-console = Console()
+from biomedclip.ui import console
 
 tokenizer_app = typer.Typer(help="Train and inspect domain WordPiece vocabularies.", no_args_is_help=True)
 
@@ -27,11 +26,6 @@ tokenizer_app = typer.Typer(help="Train and inspect domain WordPiece vocabularie
 def _shard_progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("shards · {task.fields[captions]:,} captions"), TimeElapsedColumn(), console=console)
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(2)
 
 
 @tokenizer_app.command("train")
@@ -46,10 +40,7 @@ def tokenizer_train(
     """Learn a lower-cased WordPiece vocab ([PAD]=0 … [MASK]=4, PubMedBERT layout) from shard captions."""
     from biomedclip.models.tokenizer import iter_captions, list_shards, train_tokenizer
 
-    try:
-        shard_list = list_shards(shards, split)
-    except FileNotFoundError as exc:
-        raise _fail(str(exc)) from exc
+    shard_list = list_shards(shards, split)
     counted = 0
     with _shard_progress() as bar:
         task = bar.add_task("reading", total=len(shard_list), captions=0)
@@ -62,10 +53,7 @@ def tokenizer_train(
                     bar.update(task, captions=counted)
                 yield caption
 
-        try:
-            folder = train_tokenizer(counting(), vocab_size, out, min_frequency=min_frequency)
-        except ValueError as exc:
-            raise _fail(str(exc)) from exc
+        folder = train_tokenizer(counting(), vocab_size, out, min_frequency=min_frequency)
         bar.update(task, captions=counted)
     size = sum(1 for _ in (folder / "vocab.txt").open(encoding="utf-8"))
     console.print(f"[green]vocab of {size:,} tokens[/green] from {counted:,} captions → {folder}")
@@ -104,15 +92,12 @@ def tokenizer_stats_command(
     from biomedclip.models.tokenizer import iter_captions, list_shards, measure_tokens, plot_token_lengths
 
     contexts = tuple(context) if context else DEFAULT_CONTEXTS
-    try:
-        shard_list = list_shards(shards, split)
-        with _shard_progress() as bar:
-            task = bar.add_task("tokenising", total=len(shard_list), captions=0)
-            measured = measure_tokens(iter_captions(shards, split, on_shard=lambda _: bar.advance(task)), tokenizer)
-            bar.update(task, captions=int(measured.lengths.size))
-        stats = measured.stats(contexts)
-    except (FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+    shard_list = list_shards(shards, split)
+    with _shard_progress() as bar:
+        task = bar.add_task("tokenising", total=len(shard_list), captions=0)
+        measured = measure_tokens(iter_captions(shards, split, on_shard=lambda _: bar.advance(task)), tokenizer)
+        bar.update(task, captions=int(measured.lengths.size))
+    stats = measured.stats(contexts)
     for table in _stats_tables(stats):
         console.print(table)
     if plot is not None:
@@ -126,7 +111,7 @@ def tokenizer_stats_command(
 def export_command(
     source: Annotated[str, typer.Argument(
         help="What to export: checkpoint (epoch_N.pt) or run folder, bundle folder / local-dir:PATH, "
-             "hf-hub:ORG/NAME, or a built-in name (fresh random init).")],
+             "hf-hub:ORG/NAME, or a built-in name (fresh random init).", callback=check_model_option)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
     base: Annotated[str | None, typer.Option(
         help="Architecture of a checkpoint when its run folder does not say (bundle or built-in name).")] = None,
@@ -137,14 +122,11 @@ def export_command(
     overwrite: Annotated[bool, typer.Option(help="Replace a model already in --out.")] = False,
 ) -> None:
     """Write an open_clip local-dir: bundle that plain open_clip.create_model_from_pretrained loads."""
-    from biomedclip.models.factory import ModelLoadError, export_bundle
+    from biomedclip.models.factory import export_bundle
 
     with console.status(f"exporting {source}"):
-        try:
-            folder = export_bundle(source, out, base=base, tokenizer_dir=tokenizer, hf_model_name=hf_model_name,
-                                   overwrite=overwrite)
-        except (ModelLoadError, FileNotFoundError) as exc:
-            raise _fail(str(exc)) from exc
+        folder = export_bundle(source, out, base=base, tokenizer_dir=tokenizer, hf_model_name=hf_model_name,
+                               overwrite=overwrite)
     files = ", ".join(sorted(p.name for p in folder.iterdir()))
     console.print(f"[green]bundle[/green] {folder} ({files})")
     console.print(f"load it with open_clip.create_model_from_pretrained('local-dir:{folder}')")

@@ -8,8 +8,10 @@
 * ``local-dir:PATH`` (or just the folder path): an open_clip bundle, e.g. one we exported;
 * ``hf-hub:ORG/NAME``: the hub, where the network and the user allow it — otherwise it fails at
   once with a message saying how to pass a local bundle instead;
-* an ``open_clip_train`` checkpoint (``epoch_N.pt``, DDP ``module.`` prefixes welcome) or run
-  folder, whose architecture comes from ``base`` or from the run's bundle / ``params.txt``.
+* an ``open_clip_train`` checkpoint (``epoch_N.pt``, DDP ``module.`` prefixes welcome), whose
+  architecture comes from ``base`` or from the run's bundle / ``params.txt``;
+* a ``biomedclip train`` run folder: ``RUN/bundle`` once the run finished, else the newest
+  checkpoint under ``RUN/logs/*/checkpoints`` (:func:`biomedclip.models.checkpoints.resolve_model_folder`).
 
 and :func:`export_bundle` writes the open_clip ``local-dir:`` bundle that is this project's model
 format (see DESIGN.md): ``open_clip_config.json`` + ``open_clip_model.safetensors`` + the BERT
@@ -39,6 +41,19 @@ from typing import Any
 
 import torch
 
+from biomedclip.models.checkpoints import resolve_model_folder
+from biomedclip.models.names import (
+    ALLOW_DOWNLOAD_ENV,
+    BUILTIN_MODELS,
+    BUNDLE_CONFIG,
+    HubUnavailableError,
+    ModelLoadError,
+    check_hub_access,
+    download_opt_in,
+    hub_downloads_allowed,
+    hub_error,
+    unknown_model_error,
+)
 from biomedclip.models.tokenizer import (
     check_tokenizer_folder,
     save_tokenizer,
@@ -47,15 +62,11 @@ from biomedclip.models.tokenizer import (
 
 log = logging.getLogger(__name__)
 
-BUILTIN_MODELS: tuple[str, ...] = ("biomedclip-vit-b16-bert256", "biomedclip-small", "biomedclip-tiny")
 CONFIG_DIR = Path(__file__).with_name("configs")
 
-BUNDLE_CONFIG = "open_clip_config.json"
 BUNDLE_WEIGHTS = "open_clip_model.safetensors"
 TEXT_CONFIG = "config.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")  # what open_clip's local-dir loader picks up
-
-ALLOW_DOWNLOAD_ENV = "BIOMEDCLIP_ALLOW_DOWNLOAD"
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -74,14 +85,6 @@ KNOWN_TEXT_TOWERS: Mapping[str, str] = {
 }
 """Hub text towers whose architecture we know, so bundles naming them load offline (e.g. a
 downloaded copy of the official BiomedCLIP repository)."""
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be created or loaded; the message says why and what to pass instead."""
-
-
-class HubUnavailableError(ModelLoadError):
-    """A model hub download was needed but is not possible or not allowed."""
 
 
 @dataclass
@@ -194,15 +197,7 @@ def _local_text_cfg(text_cfg: Mapping[str, Any], *, bundle_dir: Path | None, wor
 
 # -- hub access ---------------------------------------------------------------------------------
 
-def _download_opt_in() -> bool:
-    return os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def hub_downloads_allowed() -> bool:
-    """True if the user opted in (``BIOMEDCLIP_ALLOW_DOWNLOAD=1``) or turned offline mode off."""
-    import huggingface_hub.constants as hub_constants
-
-    return _download_opt_in() or not hub_constants.HF_HUB_OFFLINE
+# The name checks and hub-access rules live in biomedclip.models.names (no torch import there).
 
 
 @contextmanager
@@ -212,7 +207,7 @@ def _hub_access() -> Iterator[None]:
     ``biomedclip/__init__`` sets ``HF_HUB_OFFLINE=1`` before huggingface_hub reads it, so the
     opt-in has to flip huggingface_hub's constant too (transformers asks the same constant).
     """
-    if not _download_opt_in():
+    if not download_opt_in():
         yield
         return
     import huggingface_hub.constants as hub_constants
@@ -228,14 +223,6 @@ def _hub_access() -> Iterator[None]:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = saved_env
-
-
-def _hub_error(repo: str, reason: str) -> HubUnavailableError:
-    return HubUnavailableError(
-        f"cannot load 'hf-hub:{repo}': {reason}. The weights cannot be downloaded here. Download the "
-        f"repository where the network allows (e.g. `hf download {repo} --local-dir DIR`), copy it over, "
-        f"and pass 'local-dir:DIR' instead; or set {ALLOW_DOWNLOAD_ENV}=1 on a machine with hub access."
-    )
 
 
 # -- state dicts --------------------------------------------------------------------------------
@@ -277,18 +264,6 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 # -- sources ------------------------------------------------------------------------------------
 
-def _latest_checkpoint(run_dir: Path) -> Path | None:
-    """``epoch_latest.pt`` or the highest ``epoch_N.pt`` of an open_clip_train run (or its checkpoints/)."""
-    for folder in (run_dir / "checkpoints", run_dir):
-        if (folder / "epoch_latest.pt").is_file():
-            return folder / "epoch_latest.pt"
-        numbered = [(int(p.stem.split("_", 1)[1]), p) for p in folder.glob("epoch_*.pt")
-                    if p.stem.split("_", 1)[1].isdigit()]
-        if numbered:
-            return max(numbered)[1]
-    return None
-
-
 def _classify(name_or_path: str | Path) -> tuple[str, str]:
     """(kind, identifier) with kind in builtin | local-dir | hf-hub | checkpoint."""
     text = str(name_or_path)
@@ -301,17 +276,10 @@ def _classify(name_or_path: str | Path) -> tuple[str, str]:
     path = Path(text)
     if path.is_file():
         return "checkpoint", text
-    if path.is_dir():
-        if (path / BUNDLE_CONFIG).is_file():
-            return "local-dir", text
-        latest = _latest_checkpoint(path)
-        if latest is not None:
-            return "checkpoint", str(latest)
-        raise ModelLoadError(f"{path} is neither a model bundle ({BUNDLE_CONFIG}) nor a run with epoch_N.pt")
-    raise ModelLoadError(
-        f"unknown model {text!r}: use a built-in name ({', '.join(BUILTIN_MODELS)}), local-dir:PATH, "
-        "hf-hub:ORG/NAME, or a checkpoint file / run folder"
-    )
+    if path.is_dir():  # a bundle, a run folder (RUN/bundle, else its newest checkpoint) or checkpoints
+        kind, found = resolve_model_folder(path)
+        return ("local-dir" if kind == "bundle" else "checkpoint"), str(found)
+    raise unknown_model_error(text)
 
 
 def _checkpoint_base(checkpoint: Path) -> str:
@@ -465,15 +433,8 @@ def _load_bundle(folder: Path, *, device: str | torch.device, precision: str, to
 
 def _load_hub(repo: str, *, device: str | torch.device, precision: str, tokenizer_dir: Path | None) -> LoadedModel:
     import open_clip
-    from huggingface_hub import try_to_load_from_cache
 
-    if not hub_downloads_allowed():
-        try:
-            cached = isinstance(try_to_load_from_cache(repo, BUNDLE_CONFIG), str)
-        except ValueError:  # not a valid repo id
-            cached = False
-        if not cached:
-            raise _hub_error(repo, "model-hub downloads are disabled (HF_HUB_OFFLINE=1) and it is not cached locally")
+    check_hub_access(repo)
     name = f"hf-hub:{repo}"
     with tempfile.TemporaryDirectory(prefix="biomedclip-") as tmp, _hub_access():
         try:
@@ -488,7 +449,7 @@ def _load_hub(repo: str, *, device: str | torch.device, precision: str, tokenize
         except HubUnavailableError:
             raise
         except Exception as exc:  # hub/network errors come in many types
-            raise _hub_error(repo, f"{type(exc).__name__}: {exc}") from exc
+            raise hub_error(repo, f"{type(exc).__name__}: {exc}") from exc
     return _finish(model, train, val, tokenizer, name, model_cfg)
 
 
@@ -507,9 +468,10 @@ def load_model(
     Args:
         name_or_path: built-in name, ``local-dir:PATH`` / bundle folder, ``hf-hub:ORG/NAME``,
             checkpoint file (``epoch_N.pt``, ``.safetensors``, ``.bin``) or run folder.
-        device, precision: as in open_clip: ``fp32`` (default; wrap calls in
-            ``torch.autocast("cpu", torch.bfloat16)`` for ~3× speed on CPU), ``bf16``/``fp16``
-            (mean the whole model cast, see :data:`PRECISION_ALIASES`), ``pure_bf16``, ...
+        device, precision: as in open_clip: ``fp32`` (default: weights stay fp32, and
+            :mod:`biomedclip.models.runtime` runs them under autocast — use
+            :func:`~biomedclip.models.runtime.load_runner` to get a model ready to run),
+            ``bf16``/``fp16`` (mean the whole model cast, see :data:`PRECISION_ALIASES`), ``pure_bf16``, ...
         tokenizer_dir: tokenizer folder to use instead of the source's own. For a built-in model
             it also sets the text vocab size; without it a built-in model gets a placeholder
             character vocab (warned about) so it still runs.

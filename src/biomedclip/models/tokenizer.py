@@ -28,7 +28,6 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,17 @@ from typing import Any
 
 import numpy as np
 
+from biomedclip.errors import BiomedclipError
+
 log = logging.getLogger(__name__)
+
+
+class TokenizerError(BiomedclipError, ValueError):
+    """A vocabulary, tokenizer folder or caption input that cannot be used; the message says why."""
+
+
+class TokenizerInputMissing(BiomedclipError, FileNotFoundError):
+    """A tokenizer folder or shard input that is not there (still a ``FileNotFoundError``)."""
 
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 """PubMedBERT's special tokens, in id order (``[PAD]`` = 0 … ``[MASK]`` = 4)."""
@@ -67,9 +76,9 @@ def write_tokenizer_folder(
     """
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
-        raise ValueError(f"vocabulary lacks special tokens {missing}")
+        raise TokenizerError(f"vocabulary lacks special tokens {missing}")
     if vocab[0] != "[PAD]":
-        raise ValueError(f"[PAD] must be id 0 (open_clip masks padding by id 0), found {vocab[0]!r} at 0")
+        raise TokenizerError(f"[PAD] must be id 0 (open_clip masks padding by id 0), found {vocab[0]!r} at 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "vocab.txt").write_text("".join(f"{tok}\n" for tok in vocab), encoding="utf-8")
@@ -111,15 +120,15 @@ def check_tokenizer_folder(path: str | Path) -> Path:
     """Fail early, with the reason, when ``path`` is not a usable BERT tokenizer folder."""
     folder = Path(path)
     if not (folder / "vocab.txt").is_file():
-        raise FileNotFoundError(f"{folder} is not a tokenizer folder: vocab.txt missing "
+        raise TokenizerInputMissing(f"{folder} is not a tokenizer folder: vocab.txt missing "
                                 "(train one with `biomedclip tokenizer train`)")
     if not (folder / "tokenizer_config.json").is_file():
-        raise FileNotFoundError(
+        raise TokenizerInputMissing(
             f"{folder}: tokenizer_config.json missing (AutoTokenizer needs it besides vocab.txt)")
     with (folder / "vocab.txt").open(encoding="utf-8") as fh:
         first = fh.readline().rstrip("\n")
     if first != "[PAD]":
-        raise ValueError(f"{folder}/vocab.txt: [PAD] must be id 0, found {first!r}")
+        raise TokenizerError(f"{folder}/vocab.txt: [PAD] must be id 0, found {first!r}")
     return folder
 
 
@@ -153,7 +162,7 @@ def train_tokenizer(
     from tokenizers import BertWordPieceTokenizer
 
     if vocab_size <= len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+        raise TokenizerError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
     wordpiece = BertWordPieceTokenizer(lowercase=True, strip_accents=None, clean_text=True,
                                        handle_chinese_chars=True)
     wordpiece.train_from_iterator(
@@ -166,7 +175,7 @@ def train_tokenizer(
     if tuple(vocab[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
         raise RuntimeError(f"trainer put special tokens at unexpected ids: {vocab[:len(SPECIAL_TOKENS)]}")
     if len(vocab) == len(SPECIAL_TOKENS):
-        raise ValueError("no captions to train on (the caption iterator was empty)")
+        raise TokenizerError("no captions to train on (the caption iterator was empty)")
     return write_tokenizer_folder(out_dir, vocab, do_lower_case=True, model_max_length=model_max_length)
 
 
@@ -202,17 +211,24 @@ def list_shards(shards: str | Path, split: str = "train") -> list[Path]:
     a single ``.tar``, or a glob pattern (``"data/train/*.tar"``). Unfinished ``*.tar.partial``
     files are never matched.
     """
+    from biomedclip.data.build_folder import BuildFolder
+
     text = str(shards)
     path = Path(text)
-    if path.is_dir():
-        folder = path / split if (path / split).is_dir() else path
-        found = sorted(folder.glob("*.tar"))
+    if BuildFolder.holds_build(path):
+        build = BuildFolder(path)
+        found = build.shards(split)
+        if not found:
+            raise TokenizerInputMissing(build.missing_split(split))
+        return found
+    if path.is_dir():  # a split folder holding the tars itself
+        found = sorted(path.glob("*.tar"))
     elif path.is_file():
         found = [path]
     else:
         found = sorted(Path(p) for p in glob.glob(text, recursive=True) if p.endswith(".tar"))
     if not found:
-        raise FileNotFoundError(f"no shard .tar files for split {split!r} under {text!r} "
+        raise TokenizerInputMissing(f"no shard .tar files for split {split!r} under {text!r} "
                                 "(expected <folder>/<split>/NNNNN.tar, a .tar file or a glob)")
     return found
 
@@ -225,18 +241,16 @@ def iter_captions(
 ) -> Iterator[str]:
     """Yield every caption (``<key>.txt`` member) of the split's shards, streaming.
 
-    Tars are read with ``tarfile`` in stream mode (no index, no image decoding), so a shard costs
+    Tars are streamed (:func:`biomedclip.data.build_folder.read_shard`: no index, no image decoding), so a shard costs
     one sequential read. ``on_shard`` is called after each shard — a hook for progress bars.
     """
+    from biomedclip.data.build_folder import read_shard
+
     for shard in list_shards(shards, split):
-        with tarfile.open(shard, mode="r|") as tar:
-            for member in tar:
-                if member.isfile() and member.name.endswith(".txt"):
-                    handle = tar.extractfile(member)
-                    if handle is not None:
-                        caption = handle.read().decode("utf-8", errors="replace").strip()
-                        if caption:
-                            yield caption
+        for sample in read_shard(shard):
+            caption = (sample.txt or "").strip()
+            if caption:
+                yield caption
         if on_shard is not None:
             on_shard(shard)
 
@@ -290,7 +304,7 @@ def length_stats(lengths: np.ndarray, contexts: Sequence[int] = DEFAULT_CONTEXTS
     """Percentiles of token lengths and the share of captions that fit each context (untruncated)."""
     lengths = np.asarray(lengths)
     if lengths.size == 0:
-        raise ValueError("no captions to measure")
+        raise TokenizerError("no captions to measure")
     p50, p90, p95, p99 = (float(v) for v in np.percentile(lengths, [50, 90, 95, 99]))
     return {
         "captions": int(lengths.size),

@@ -1,16 +1,15 @@
 """Zero-shot classification of image files: class probabilities from labels typed by a user.
 
-The maths is the evaluation suite's (:mod:`biomedclip.evaluate.zeroshot`: prompt-ensemble class
-embeddings, softmax of scaled cosine similarities); this module adds what a user at a terminal or
-a web page needs: files of any kind (DICOM/NIfTI too) with per-file errors instead of a crash,
-labels and templates as plain strings or a task file, and the model's own learned temperature
-(``logit_scale``) instead of a fixed 100, so the probabilities are the ones the model was trained
-to produce.
+The maths is the model runtime's (:class:`biomedclip.models.runtime.ModelRunner`: prompt-ensemble
+class embeddings, softmax of cosine similarities at the model's temperature — the same rule
+zero-shot evaluation uses); this module adds what a user at a terminal or a web page needs: files
+of any kind (DICOM/NIfTI too) with per-file errors instead of a crash, and labels and templates as
+plain strings or a task file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from biomedclip.evaluate.taskfile import DEFAULT_TEMPLATES
+from biomedclip.errors import BiomedclipError
+from biomedclip.io.medical import ReadOptions, load_image
+from biomedclip.models.prompts import DEFAULT_TEMPLATES
+from biomedclip.models.runtime import ModelLike, ModelRunner, as_runner
 
 
-class LabelError(ValueError):
+class LabelError(BiomedclipError, ValueError):
     """Labels or templates that cannot be used."""
-
-
-def logit_scale(loaded: Any) -> float:
-    """The model's learned softmax temperature (exp of ``logit_scale``; 100 for a converged CLIP)."""
-    return float(loaded.model.logit_scale.detach().float().exp().item())
 
 
 def check_labels(labels: Sequence[str], templates: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -53,28 +50,18 @@ class LabelSet:
     embeddings: np.ndarray  # [C, D] unit norm
 
 
-def label_set(loaded: Any, labels: Sequence[str], templates: Sequence[str] | None = None) -> LabelSet:
+def label_set(runner: ModelRunner, labels: Sequence[str], templates: Sequence[str] | None = None) -> LabelSet:
     """Encode the prompt ensemble of each label once."""
-    from biomedclip.evaluate.zeroshot import class_embeddings
-
     clean, chosen = check_labels(labels, templates)
-    return LabelSet(clean, chosen, class_embeddings(loaded, clean, chosen))
+    return LabelSet(clean, chosen, runner.class_embeddings(clean, chosen))
 
 
-def probabilities(loaded: Any, image_features: np.ndarray, labels: LabelSet) -> np.ndarray:
-    """[N, C] class probabilities of unit-norm image features at the model's temperature."""
-    from biomedclip.evaluate.zeroshot import class_probabilities
-
-    return class_probabilities(image_features, labels.embeddings, logit_scale(loaded))
-
-
-def classify_images(loaded: Any, images: Sequence[Image.Image], labels: Sequence[str] | LabelSet,
-                    templates: Sequence[str] | None = None, *, bf16: bool = True) -> np.ndarray:
-    """[N, C] class probabilities for RGB images."""
-    from biomedclip.evaluate.features import encode_images
-
-    chosen = labels if isinstance(labels, LabelSet) else label_set(loaded, labels, templates)
-    return probabilities(loaded, encode_images(loaded, images, bf16=bf16), chosen)
+def classify_images(model: ModelLike, images: Sequence[Image.Image], labels: Sequence[str] | LabelSet,
+                    templates: Sequence[str] | None = None) -> np.ndarray:
+    """[N, C] class probabilities for RGB images (``model``: a runner, or a bare loaded model)."""
+    runner = as_runner(model)
+    chosen = labels if isinstance(labels, LabelSet) else label_set(runner, labels, templates)
+    return runner.probabilities(runner.encode_images(images), chosen.embeddings)
 
 
 @dataclass
@@ -87,29 +74,39 @@ class FileResult:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "prediction": self.prediction, "probabilities": self.probabilities,
-                "error": self.error}
+        """``{file, prediction, probabilities: [{label, p}, …]}``, or ``{file, error}`` for an unreadable file.
+
+        Probabilities are a list in label order, the shape ``POST /classify`` answers with too.
+        """
+        if self.error is not None:
+            return {"file": self.file, "error": self.error}
+        return {"file": self.file, "prediction": self.prediction,
+                "probabilities": probability_list(self.probabilities.keys(), self.probabilities.values())}
 
 
-def classify_files(loaded: Any, files: Sequence[str | Path], labels: Sequence[str],
-                   templates: Sequence[str] | None = None, *, bf16: bool = True,
-                   window: tuple[float, float] | None = None, slice_index: int | None = None,
-                   axis: int = -1) -> list[FileResult]:
+def probability_list(labels: Iterable[str], probabilities: Iterable[float]) -> list[dict[str, Any]]:
+    """``[{"label": …, "p": …}, …]`` in label order: the one JSON shape of class probabilities (CLI and server)."""
+    return [{"label": label, "p": round(float(p), 6)} for label, p in zip(labels, probabilities, strict=True)]
+
+
+def classify_files(model: ModelLike, files: Sequence[str | Path], labels: Sequence[str],
+                   templates: Sequence[str] | None = None, *,
+                   read_options: ReadOptions | None = None) -> list[FileResult]:
     """Classify image files (PNG/JPEG/TIFF/DICOM/NIfTI…); unreadable files get an ``error``, not an exception."""
-    from biomedclip.io.medical import load_image
     from biomedclip.search.embed import ITEM_ERRORS
 
-    chosen = label_set(loaded, labels, templates)
+    runner = as_runner(model)
+    chosen = label_set(runner, labels, templates)
     results = [FileResult(str(f)) for f in files]
     images, readable = [], []
     for result in results:
         try:
-            images.append(load_image(result.file, window=window, slice_index=slice_index, axis=axis))
+            images.append(load_image(result.file, read_options))
             readable.append(result)
         except ITEM_ERRORS as exc:
             result.error = str(exc)
     if images:
-        probs = classify_images(loaded, images, chosen, bf16=bf16)
+        probs = classify_images(runner, images, chosen)
         for result, row in zip(readable, probs, strict=True):
             result.probabilities = {label: round(float(p), 6) for label, p in zip(chosen.labels, row, strict=True)}
             result.prediction = chosen.labels[int(row.argmax())]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,11 +18,16 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from biomedclip.ui import console, progress_bar
+from biomedclip.errors import BiomedclipError
+from biomedclip.io.cli import AxisOpt, CaptionColOpt, PathColOpt, SliceOpt, WindowOpt, csv_columns, read_options
+from biomedclip.models.names import check_model_option
+from biomedclip.models.runtime import IMAGE_BATCH, TEXT_BATCH, ModelRunner, Runtime
+from biomedclip.options import DeviceOpt, Fp32Opt, PrecisionOpt, runtime_from_options
+from biomedclip.search import IMAGE_CHUNK_SIZE, TEXT_CHUNK_SIZE
+from biomedclip.ui import RERUN_HINT, console, print_error, progress_bar, resumable
 
 MODEL_HELP = ("Model: built-in name, local-dir:BUNDLE (e.g. RUN/bundle after training), hf-hub:ORG/NAME "
               "or a checkpoint.")
-WINDOW_HELP = "DICOM/NIfTI display window CENTER,WIDTH (e.g. 40,400 for CT soft tissue); default: the file's."
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12,
                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -60,93 +66,112 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
-def parse_window(text: str | None) -> tuple[float, float] | None:
-    """'CENTER,WIDTH' → (center, width)."""
-    if not text:
-        return None
-    try:
-        center, width = (float(v) for v in text.split(","))
-    except ValueError as exc:
-        raise typer.BadParameter(f"use CENTER,WIDTH, e.g. 40,400 — got {text!r}", param_hint="--window") from exc
-    return center, width
+def _load_model(name: str, runtime: Runtime, quiet: bool = False) -> ModelRunner:
+    """Load ``name`` onto an already checked runtime (a missing GPU has failed before this)."""
+    from biomedclip.models.runtime import load_runner
 
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def _load_model(name: str, quiet: bool = False) -> Any:
-    from biomedclip.models.factory import ModelLoadError, load_model
-
-    try:
-        if quiet:
-            return load_model(name)
-        with console.status(f"loading {name}"):
-            return load_model(name)
-    except ModelLoadError as exc:
-        raise _fail(str(exc)) from exc
+    if quiet:
+        return load_runner(name, device=runtime.device, precision=runtime.precision)
+    with console.status(f"loading {name} on {runtime.device} ({runtime.precision})"):
+        return load_runner(name, device=runtime.device, precision=runtime.precision)
 
 
 # -- embed -----------------------------------------------------------------------------------------
 
+def _check_embed_columns(inputs: list[Path], columns: Any, text: bool) -> Any:
+    """Check ``--path-col``/``--caption-col`` against the tables among ``inputs`` before the model loads.
+
+    A column flag with no table to apply to, or ``--path-col`` with ``--text``, would be silently
+    ignored; a named column missing from a CSV fails here, naming the CSV and the columns it has.
+    """
+    from biomedclip.io.columns import find_column
+    from biomedclip.search.items import TEXT_TABLE_COLUMNS
+
+    if columns.is_default():
+        return columns
+    if text and columns.path:
+        raise BiomedclipError("--path-col names the image column of a file list; with --text use --caption-col")
+    tables = (".csv", ".jsonl", ".json", ".parquet") if text else (".csv",)
+    csvs = [p for p in inputs if p.is_file() and p.suffix.lower() in tables]
+    if not csvs:
+        kind = "a .csv/.jsonl/.parquet table" if text else "a .csv file list"
+        raise BiomedclipError(f"{', '.join(columns.flags())} name columns of {kind}, and no INPUT is one")
+    import csv as csv_module
+
+    for path in (p for p in csvs if p.suffix.lower() == ".csv"):
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            header = next(csv_module.reader(fh), [])
+        if not text:
+            find_column(header, "path", columns, path, candidates=("path",))
+        find_column(header, "caption", columns, path, required=text,
+                    candidates=TEXT_TABLE_COLUMNS if text else ("caption",))
+    return columns
+
+
+@resumable(RERUN_HINT)
 def embed_command(
     inputs: Annotated[list[Path], typer.Argument(
         help="What to embed, any mix: image folders (searched recursively; JPEG/PNG/TIFF/DICOM/NIfTI…), file "
              "lists (.txt one path per line, .csv with a path column), shard builds or .tar shards, single files. "
              "With --text: .txt (one text per line), .jsonl/.csv/.parquet with a caption column, or shards.",
         show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)],
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP, callback=check_model_option)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings folder (chunks/*.npy + metadata.parquet).")],
     text: Annotated[bool, typer.Option("--text", help="Embed texts (captions) instead of images.")] = False,
     split: Annotated[list[str] | None, typer.Option(help="Shard split(s) to embed, repeatable (default: all).")]
     = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images (or texts) per forward pass.")] = 64,
+    batch_size: Annotated[int | None, typer.Option(min=1, metavar="N", help="Images (or texts) per forward pass "
+                                                   f"(default: images {IMAGE_BATCH['cpu']} on CPU / "
+                                                   f"{IMAGE_BATCH['cuda']} on CUDA; texts {TEXT_BATCH['cpu']} / "
+                                                   f"{TEXT_BATCH['cuda']}).")]
+    = None,
     workers: Annotated[int | None, typer.Option(min=0, help="Image-decoding worker processes "
                                                             "(default: cores − 1, at least 1).")] = None,
-    chunk_size: Annotated[int, typer.Option(min=1, help="Rows per stored chunk: the unit a killed run resumes from.")]
-    = 2048,
+    chunk_size: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help=f"Rows per stored chunk: the unit a killed run resumes from "
+                                 f"(default: {IMAGE_CHUNK_SIZE} images, {TEXT_CHUNK_SIZE} texts).")] = None,
     dtype: Annotated[str, typer.Option(help="Stored vector type: float32 or float16 (half the disk).")] = "float32",
-    fp32: Annotated[bool, typer.Option("--fp32", help="Force fp32 inference (default: bf16 autocast on CPUs "
-                                                      "with native bf16 and on GPUs).")] = False,
-    window: Annotated[str | None, typer.Option(help=WINDOW_HELP)] = None,
-    slice_index: Annotated[int | None, typer.Option("--slice", help="NIfTI slice / multi-frame index "
-                                                                    "(default: middle slice).")] = None,
-    axis: Annotated[int, typer.Option(help="NIfTI slicing axis (-1 axial, 1 coronal, 0 sagittal).")] = -1,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    fp32: Fp32Opt = False,
+    window: WindowOpt = None,
+    slice_index: SliceOpt = None,
+    axis: AxisOpt = -1,
     overwrite: Annotated[bool, typer.Option(help="Discard what --out holds and start again.")] = False,
+    path_col: PathColOpt = None,
+    caption_col: CaptionColOpt = None,
 ) -> None:
     """Embed images (or --text captions) into chunked .npy vectors + metadata.parquet.
 
     Interrupted? Run the same command again: finished chunks are kept, the rest is computed.
     """
     from biomedclip.search.embed import embed_images, embed_texts
-    from biomedclip.search.items import InputError
-    from biomedclip.search.store import EmbeddingStoreError
 
     missing = [str(p) for p in inputs if not p.exists()]
     if missing:
-        raise _fail(f"no such file or folder: {', '.join(missing)}")
-    loaded = _load_model(model)
+        raise BiomedclipError(f"no such file or folder: {', '.join(missing)}")
+    reading = read_options(window, slice_index, axis)  # a bad --window fails before the model loads
+    columns = _check_embed_columns(inputs, csv_columns(path=path_col, caption=caption_col), text)
+    runtime = runtime_from_options(device, precision, fp32)
+    loaded = _load_model(model, runtime)
     unit = "texts" if text else "images"
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task(f"embedding {unit}", total=None, info="listing inputs …")
+    with progress_bar() as bar:
+        task = bar.add_task(f"embedding {unit}", total=None, info="listing inputs …")
 
-            def show(done: int, total: int, rate: float) -> None:
-                bar.update(task, completed=done, total=total, info=f"{rate:,.1f} {unit}/s" if rate else "")
+        def show(done: int, total: int, rate: float) -> None:
+            bar.update(task, completed=done, total=total, info=f"{rate:,.1f} {unit}/s" if rate else "")
 
-            if text:
-                info = embed_texts(inputs, loaded, out, split=split, batch_size=batch_size, chunk_size=chunk_size,
-                                   dtype=dtype, bf16=not fp32, overwrite=overwrite, progress=show)
-            else:
-                info = embed_images(inputs, loaded, out, split=split, batch_size=batch_size, workers=workers,
-                                    chunk_size=chunk_size, dtype=dtype, bf16=not fp32, window=parse_window(window),
-                                    slice_index=slice_index, axis=axis, overwrite=overwrite, progress=show)
-    except (InputError, EmbeddingStoreError) as exc:
-        raise _fail(str(exc)) from exc
+        if text:
+            info = embed_texts(inputs, loaded, out, split=split, batch_size=batch_size,
+                               chunk_size=chunk_size or TEXT_CHUNK_SIZE, dtype=dtype, overwrite=overwrite,
+                               progress=show, columns=columns)
+        else:
+            info = embed_images(inputs, loaded, out, split=split, batch_size=batch_size, workers=workers,
+                                chunk_size=chunk_size or IMAGE_CHUNK_SIZE, dtype=dtype, read_options=reading,
+                                overwrite=overwrite, progress=show, columns=columns)
     rate = info.get("items_per_s_last_run")
     console.print(f"[green]{info['count']:,} {unit}[/green] embedded ({info['dim']}-d, {info['dtype']}, "
-                  f"{info['precision']}) → {out}" + (f" · {rate:,.1f} {unit}/s" if rate else "")
+                  f"{info['device']}, {info['precision']}) → {out}" + (f" · {rate:,.1f} {unit}/s" if rate else "")
                   + (" · resumed" if info.get("resumed") else ""))
     if info["failed"]:
         console.print(f"[yellow]{info['failed']:,} items could not be read[/yellow]: see {out / 'errors.jsonl'}")
@@ -177,21 +202,18 @@ def index_command(
     """Build a FAISS inner-product index and report its recall@10 against exact search."""
     import faiss
 
-    from biomedclip.search.index import IndexBuildError, build_index
-    from biomedclip.search.store import EmbeddingStoreError, open_embeddings
+    from biomedclip.search.index import build_index
+    from biomedclip.search.store import open_embeddings
 
     if threads:
         faiss.omp_set_num_threads(threads)
     budget = parse_size(max_memory) if max_memory else None
-    try:
-        emb = open_embeddings(embeddings)
-        with console.status("building index") as status:
-            info = build_index(emb, out, kind=kind, max_memory=budget, exact_below=exact_below,
-                               target_recall=target_recall, recall_sample=recall_sample, overwrite=overwrite,
-                               tune_queries=open_embeddings(tune_queries) if tune_queries else None,
-                               progress=lambda stage: status.update(f"index: {stage} ({emb.count:,} vectors)"))
-    except (IndexBuildError, EmbeddingStoreError) as exc:
-        raise _fail(str(exc)) from exc
+    emb = open_embeddings(embeddings)
+    with console.status("building index") as status:
+        info = build_index(emb, out, kind=kind, max_memory=budget, exact_below=exact_below,
+                           target_recall=target_recall, recall_sample=recall_sample, overwrite=overwrite,
+                           tune_queries=open_embeddings(tune_queries) if tune_queries else None,
+                           progress=lambda stage: status.update(f"index: {stage} ({emb.count:,} vectors)"))
     from rich.table import Table
 
     table = Table(title=f"Index {out}", title_justify="left")
@@ -240,34 +262,39 @@ def search_command(
                                                                       "(PNG/JPEG/TIFF/DICOM/NIfTI).")] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Results to return.")] = 10,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Query model (default: the model that made "
-                                                                    "the index's embeddings).")] = None,
+                                                                    "the index's embeddings).",
+                                              callback=check_model_option)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the hits as JSON (for scripts).")] = False,
-    window: Annotated[str | None, typer.Option(help=WINDOW_HELP)] = None,
-    slice_index: Annotated[int | None, typer.Option("--slice", help="NIfTI slice (default: middle).")] = None,
-    fp32: Annotated[bool, typer.Option("--fp32", help="Encode the query in fp32.")] = False,
+    window: WindowOpt = None,
+    slice_index: SliceOpt = None,
+    axis: AxisOpt = -1,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    fp32: Fp32Opt = False,
 ) -> None:
     """Top-k collection items for a text or image query: score, key, caption, source."""
-    from biomedclip.io.medical import MedicalImageError
-    from biomedclip.search.index import IndexBuildError, VectorIndex
+    from biomedclip.search.index import VectorIndex
     from biomedclip.search.query import Searcher
 
     if (query is None) == (image is None):
-        raise _fail("give either a text QUERY or --image FILE (not both)")
-    try:
-        vectors = VectorIndex(index)
-        name = model or vectors.info.model
-        if not name:
-            raise _fail("the index does not record which model made it; pass --model")
-        searcher = Searcher(vectors, _load_model(name, quiet=json_out), bf16=not fp32)
-        if image is not None:
-            hits = searcher.search_image(image, k, window=parse_window(window), slice_index=slice_index)
-        else:
-            hits = searcher.search_text(query or "", k)
-    except (IndexBuildError, MedicalImageError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise BiomedclipError("give either a text QUERY or --image FILE (not both)")
+    reading = read_options(window, slice_index, axis)
+    runtime = runtime_from_options(device, precision, fp32)
+    vectors = VectorIndex(index)
+    name = model or vectors.info.model
+    if not name:
+        raise BiomedclipError("the index does not record which model made it; pass --model")
+    searcher = Searcher(vectors, _load_model(name, runtime, quiet=json_out))
+    with warnings.catch_warnings():  # said once, below, instead of as a Python UserWarning
+        warnings.simplefilter("ignore", UserWarning)
+        searcher.model  # noqa: B018 - first use compares the query model's weights with the index's
+    if searcher.model_warning:  # stderr: survives --quiet and keeps --json output parseable
+        print_error(searcher.model_warning, prefix="warning")
+    hits = searcher.search_image(image, k, reading) if image is not None else searcher.search_text(query or "", k)
     if json_out:
-        payload = {"query": query, "image": str(image) if image else None, "k": k,
-                   "hits": [h.to_json() for h in hits]}
+        # the shape of GET/POST /search: mode, then the query text or the image, never a null for the other
+        asked = {"mode": "image", "image": str(image)} if image is not None else {"mode": "text", "query": query}
+        payload = {**asked, "k": k, "hits": [h.to_json() for h in hits]}
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
     console.print(_hits_table(hits, f"top {len(hits)} for " + (f'"{query}"' if query else str(image))))
@@ -278,7 +305,7 @@ def search_command(
 def classify_command(
     files: Annotated[list[Path], typer.Argument(help="Image files: PNG, JPEG, TIFF, DICOM, NIfTI, …",
                                                 show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)],
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP, callback=check_model_option)],
     labels: Annotated[list[str] | None, typer.Option(
         "--labels", "-l", help='Class names: --labels "chest x-ray" "brain MRI" … (values run to the next option).')]
     = None,
@@ -288,39 +315,41 @@ def classify_command(
     task: Annotated[str | None, typer.Option(help="Built-in task (pcam, lc25000_lung, rsna_pneumonia, …) or a "
                                                   "task .json/.txt file: labels and templates from there.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON (for scripts).")] = False,
-    window: Annotated[str | None, typer.Option(help=WINDOW_HELP)] = None,
-    slice_index: Annotated[int | None, typer.Option("--slice", help="NIfTI slice (default: middle).")] = None,
-    fp32: Annotated[bool, typer.Option("--fp32", help="Force fp32 inference.")] = False,
+    window: WindowOpt = None,
+    slice_index: SliceOpt = None,
+    axis: AxisOpt = -1,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    fp32: Fp32Opt = False,
 ) -> None:
-    """Zero-shot class probabilities per file (softmax at the model's learned temperature)."""
-    from biomedclip.evaluate.taskfile import TaskError, load_task
-    from biomedclip.search.classify import LabelError, classify_files, logit_scale
+    """Zero-shot class probabilities per file (softmax at the model's temperature, as zero-shot eval)."""
+    from biomedclip.models.prompts import load_task
+    from biomedclip.search.classify import check_labels, classify_files
 
     chosen_templates = list(templates) if templates else None
     chosen_labels = list(labels or [])
     if task:
-        try:
-            spec = load_task(task)
-        except TaskError as exc:
-            raise _fail(str(exc)) from exc
+        spec = load_task(task)
         chosen_labels = chosen_labels or spec.classes
         chosen_templates = chosen_templates or spec.templates
     if not chosen_labels:
-        raise _fail('give --labels "a" "b" … or --task NAME')
-    loaded = _load_model(model, quiet=json_out)
-    try:
-        results = classify_files(loaded, files, chosen_labels, chosen_templates, bf16=not fp32,
-                                 window=parse_window(window), slice_index=slice_index)
-    except LabelError as exc:
-        raise _fail(str(exc)) from exc
+        raise BiomedclipError('give --labels "a" "b" … or --task NAME')
+    # cleaned labels and the templates that will be used (the defaults when none are given), checked
+    # before the model loads and printed as used: --json never says "templates": null
+    chosen_labels, chosen_templates = check_labels(chosen_labels, chosen_templates)
+    reading = read_options(window, slice_index, axis)
+    runtime = runtime_from_options(device, precision, fp32)
+    loaded = _load_model(model, runtime, quiet=json_out)
+    results = classify_files(loaded, files, chosen_labels, chosen_templates, read_options=reading)
     if json_out:
         sys.stdout.write(json.dumps({"labels": chosen_labels, "templates": chosen_templates,
-                                     "temperature": logit_scale(loaded),
+                                     "temperature": loaded.temperature, **runtime.describe(),
                                      "results": [r.to_json() for r in results]}, ensure_ascii=False) + "\n")
     else:
         from rich.table import Table
 
-        table = Table(title=f"Zero-shot probabilities (temperature {logit_scale(loaded):.1f})", title_justify="left")
+        table = Table(title=f"Zero-shot probabilities (temperature {loaded.temperature:.1f}, {runtime.device}, "
+                            f"{runtime.precision})", title_justify="left")
         table.add_column("file")
         for label in chosen_labels:
             table.add_column(label, justify="right")

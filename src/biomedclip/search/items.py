@@ -9,7 +9,8 @@ Accepted inputs (any mix, in the order given):
 
 * an image folder, searched recursively (JPEG, PNG, TIFF, BMP, GIF, WebP, DICOM, NIfTI; files
   without a suffix are kept when they carry the DICOM/NIfTI magic bytes);
-* a file list: ``.txt``/``.lst`` with one path per line, or ``.csv`` with a ``path`` column (an
+* a file list: ``.txt``/``.lst`` with one path per line, or ``.csv`` with a ``path`` column (another
+  name with :class:`~biomedclip.io.columns.CsvColumns`, the CLI's ``--path-col``/``--caption-col``; an
   optional ``caption`` column and any other columns become metadata); relative paths are relative
   to the list file;
 * our shards: a build folder (``manifest.parquet`` + ``<split>/NNNNN.tar``), a split folder, or
@@ -17,7 +18,7 @@ Accepted inputs (any mix, in the order given):
 * single image files, DICOM and NIfTI included.
 
 For text embedding, :func:`discover_texts` reads captions from a ``.txt`` file (one per line), a
-``.jsonl``/``.csv``/``.parquet`` table with a ``caption`` (or ``text``) column, or shards.
+``.jsonl``/``.csv``/``.parquet`` table with a ``caption`` (or ``text``, or ``--caption-col``) column, or shards.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from biomedclip.errors import BiomedclipError
+from biomedclip.io.columns import CsvColumns, find_column
 
 if TYPE_CHECKING:
     from biomedclip.io.medical import ReadOptions
@@ -68,7 +70,22 @@ class Item:
     meta: str | None = None
 
     def to_row(self) -> dict[str, Any]:
+        """The stored row (Parquet metadata): every column, ``offset``/``size`` -1 for a whole file."""
         return asdict(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The item as JSON answers show it (``GET /items/ID``), shaped like a search hit.
+
+        No null fields and no -1 sentinels: ``offset``/``size`` only for shard members; ``meta``
+        as an object, not the stored JSON string.
+        """
+        data: dict[str, Any] = {"key": self.key, "source": self.source}
+        if self.offset >= 0:
+            data.update(offset=self.offset, size=self.size)
+        data.update({k: v for k, v in (("caption", self.caption), ("pmcid", self.pmcid), ("split", self.split))
+                     if v is not None})
+        data["meta"] = json.loads(self.meta) if self.meta else {}
+        return data
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Item:
@@ -117,18 +134,22 @@ def _folder_items(folder: Path) -> list[Item]:
     return [Item(key=p.relative_to(folder).as_posix(), source=str(p.resolve())) for p in files]
 
 
-def _list_items(list_file: Path) -> list[Item]:
+def _list_items(list_file: Path, columns: CsvColumns | None = None) -> list[Item]:
     base = list_file.parent
     items: list[Item] = []
     if list_file.suffix.lower() == ".csv":
         with list_file.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise InputError(f"{list_file}: a CSV file list needs a 'path' column (found {reader.fieldnames})")
+            header = list(reader.fieldnames or [])
+            # a file list's defaults are exactly path and caption (other columns are metadata)
+            path_col = find_column(header, "path", columns, list_file, error=InputError, candidates=("path",))
+            caption_col = find_column(header, "caption", columns, list_file, required=False, error=InputError,
+                                      candidates=("caption",))
             for row in reader:
-                path = (base / row["path"]).resolve()
-                extra = {k: v for k, v in row.items() if k not in ("path", "caption") and k is not None}
-                items.append(Item(key=row["path"], source=str(path), caption=row.get("caption") or None,
+                path = (base / row[path_col]).resolve()
+                extra = {k: v for k, v in row.items() if k not in (path_col, caption_col) and k is not None}
+                items.append(Item(key=row[path_col], source=str(path),
+                                  caption=(row.get(caption_col) or None) if caption_col else None,
                                   meta=json.dumps(extra, ensure_ascii=False) if extra else None))
         return items
     for line in list_file.read_text(encoding="utf-8").splitlines():
@@ -141,25 +162,29 @@ def _list_items(list_file: Path) -> list[Item]:
 def shard_files(path: Path, split: Sequence[str] | None = None) -> list[Path] | None:
     """The ``.tar`` shards a path stands for, or None when it is not a shard path.
 
-    A build folder (``manifest.parquet``) gives its split folders' tars (``split`` filters them);
-    a folder holding ``*.tar`` gives those; a ``.tar`` file gives itself.
+    A build folder (:class:`~biomedclip.data.build_folder.BuildFolder`) gives its splits' tars
+    (``split`` picks them, in that order; without it all splits, by name, as embeddings made
+    before kept them); a folder holding ``*.tar`` gives those; a ``.tar`` file gives itself.
     """
+    from biomedclip.data.build_folder import BuildFolder
+
     if path.is_file():
         return [path] if path.name.endswith(".tar") else None
     if not path.is_dir():
         return None
     own = sorted(path.glob("*.tar"))
-    if (path / "manifest.parquet").is_file() or not own:
-        folders = sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob("*.tar")))
-        if not folders:
-            return own or None
-        if split:
-            missing = [s for s in split if not (path / s).is_dir()]
-            if missing:
-                raise InputError(f"{path}: no split folder {missing}; found {[f.name for f in folders]}")
-            folders = [path / s for s in split]
-        return own + [t for f in folders for t in sorted(f.glob("*.tar"))]
-    return own
+    if own and not (path / "manifest.parquet").is_file():
+        return own  # a split folder
+    if not BuildFolder.holds_build(path):
+        return None
+    build = BuildFolder(path)
+    names = list(split) if split else sorted(build.splits())
+    if not names:
+        raise InputError(f"{path}: a build folder without shards (the build kept no pairs); nothing to embed")
+    for name in names:
+        if not build.shards(name):
+            raise InputError(build.missing_split(name))
+    return own + [tar for name in names for tar in build.shards(name)]
 
 
 def _wds_key(name: str) -> tuple[str, str]:
@@ -208,9 +233,13 @@ def shard_items(tar_path: Path, *, with_images: bool = True) -> list[Item]:
     return items
 
 
-def discover_images(inputs: Iterable[str | Path], *, split: Sequence[str] | None = None) -> list[Item]:
-    """The ordered work list for image embedding (see the module docstring for what INPUT may be)."""
-    items = _discover(inputs, split, shard_items, _image_path_items)
+def discover_images(inputs: Iterable[str | Path], *, split: Sequence[str] | None = None,
+                    columns: CsvColumns | None = None) -> list[Item]:
+    """The ordered work list for image embedding (see the module docstring for what INPUT may be).
+
+    ``columns`` names the path and caption columns of ``.csv`` file lists.
+    """
+    items = _discover(inputs, split, shard_items, lambda path: _image_path_items(path, columns))
     _check_unique(items)
     return items
 
@@ -236,11 +265,11 @@ def _discover(
     return items
 
 
-def _image_path_items(path: Path) -> list[Item]:
+def _image_path_items(path: Path, columns: CsvColumns | None = None) -> list[Item]:
     if path.is_dir():
         return _folder_items(path)
     if path.suffix.lower() in LIST_SUFFIXES:
-        return _list_items(path)
+        return _list_items(path, columns)
     return [Item(key=path.name, source=str(path.resolve()))]
 
 
@@ -253,7 +282,7 @@ def _check_unique(items: list[Item]) -> None:
         seen.add(ident)
 
 
-def _table_texts(path: Path) -> list[Item]:
+def _table_texts(path: Path, columns: CsvColumns | None = None) -> list[Item]:
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
@@ -261,9 +290,9 @@ def _table_texts(path: Path) -> list[Item]:
     suffix = path.suffix.lower()
     table = (pq.read_table(path) if suffix == ".parquet" else
              pacsv.read_csv(path) if suffix == ".csv" else pajson.read_json(path))
-    column = next((c for c in TEXT_TABLE_COLUMNS if c in table.column_names), None)
-    if column is None:
-        raise InputError(f"{path}: needs a 'caption' or 'text' column (found {table.column_names})")
+    column = find_column(table.column_names, "caption", columns, path, error=InputError,
+                         candidates=TEXT_TABLE_COLUMNS, kind="table")
+    assert column is not None  # required: find_column raised otherwise
     rows = table.to_pylist()
     items = []
     for i, row in enumerate(rows):
@@ -281,18 +310,19 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def discover_texts(inputs: Iterable[str | Path], *, split: Sequence[str] | None = None) -> list[Item]:
-    """The ordered work list for text embedding; ``Item.caption`` holds the text."""
-    return _discover(inputs, split, _shard_texts, _text_path_items)
+def discover_texts(inputs: Iterable[str | Path], *, split: Sequence[str] | None = None,
+                   columns: CsvColumns | None = None) -> list[Item]:
+    """The ordered work list for text embedding; ``Item.caption`` holds the text (``columns.caption`` names it)."""
+    return _discover(inputs, split, _shard_texts, lambda path: _text_path_items(path, columns))
 
 
 def _shard_texts(tar: Path) -> list[Item]:
     return [item for item in shard_items(tar, with_images=False) if item.caption is not None]
 
 
-def _text_path_items(path: Path) -> list[Item]:
+def _text_path_items(path: Path, columns: CsvColumns | None = None) -> list[Item]:
     if path.suffix.lower() in (".parquet", ".csv", ".jsonl", ".json"):
-        return _table_texts(path)
+        return _table_texts(path, columns)
     if path.is_file():
         lines = path.read_text(encoding="utf-8").splitlines()
         return [Item(key=f"{path.stem}:{n}", source=str(path.resolve()), caption=line)

@@ -49,7 +49,15 @@ class Hit:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The hit as CLI and server print it: no null fields and no -1 sentinels.
+
+        ``offset``/``size`` (the image's byte range in its shard) appear only for shard members;
+        ``caption``, ``pmcid`` and ``split`` only when the collection knows them.
+        """
+        data = asdict(self)
+        if self.offset < 0:
+            del data["offset"], data["size"]
+        return {k: v for k, v in data.items() if v is not None}
 
     def item(self) -> Item:
         """The collection item behind the hit (to read its image)."""

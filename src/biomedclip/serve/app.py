@@ -131,9 +131,14 @@ class Health(BaseModel):
     limits: dict[str, int]
 
 
+class LabelProbability(BaseModel):
+    label: str
+    p: float
+
+
 class ClassifyResult(BaseModel):
     labels: list[str]
-    probabilities: list[float]
+    probabilities: list[LabelProbability]  # in label order; the CLI's `classify --json` uses the same shape
     prediction: str
     templates: list[str]
     temperature: float
@@ -143,20 +148,32 @@ class ClassifyResult(BaseModel):
 
 
 class SearchHit(BaseModel):
+    """A hit as `biomedclip search --json` prints it, plus the URL of its thumbnail.
+
+    Fields that do not apply are left out, never null: caption/pmcid/split when unknown,
+    offset/size (the image's bytes in its shard) for whole files.
+    """
+
     rank: int
     id: int
     score: float
     key: str
-    caption: str | None
-    pmcid: str | None
-    split: str | None
     source: str
+    caption: str | None = None
+    pmcid: str | None = None
+    split: str | None = None
+    offset: int | None = None
+    size: int | None = None
+    meta: dict[str, Any] = {}
     image_url: str
 
 
 class SearchResult(BaseModel):
-    query: str | None
+    """``mode`` text with ``query``, or mode image with ``image`` (the upload's file name)."""
+
     mode: str
+    query: str | None = None
+    image: str | None = None
     k: int
     hits: list[SearchHit]
     ms: float
@@ -189,11 +206,11 @@ class ModelService:
         self._labels: OrderedDict[tuple[tuple[str, ...], tuple[str, ...] | None], Any] = OrderedDict()
         self.searcher = None
         if index is not None:
-            from biomedclip.search.query import Searcher
+            from biomedclip.search.query import QueryError, Searcher
 
             self.searcher = Searcher(index, runner)
             if self.searcher.index.dim != self.embed_dim:
-                raise ValueError(f"index {index} holds {self.searcher.index.dim}-d vectors but the model makes "
+                raise QueryError(f"index {index} holds {self.searcher.index.dim}-d vectors but the model makes "
                                  f"{self.embed_dim}-d ones: serve the model that built the index "
                                  f"({self.searcher.index.info.model})")
             self.searcher.model  # noqa: B018 - checks the index's recorded weights against ours
@@ -311,7 +328,7 @@ def create_app(model: ModelLike, index: str | Path | None = None, *, limits: Upl
         labels: Annotated[list[str], Form(description="Class names: repeated fields, or one per line")],
         templates: Annotated[list[str] | None, Form(description="Prompt templates with {} (optional)")] = None,
     ) -> ClassifyResult:
-        from biomedclip.search.classify import LabelError
+        from biomedclip.search.classify import LabelError, probability_list
 
         started = time.perf_counter()
         image = decode(file)
@@ -321,35 +338,38 @@ def create_app(model: ModelLike, index: str | Path | None = None, *, limits: Upl
         except LabelError as exc:
             raise HTTPException(400, str(exc)) from exc
         preview = "data:image/jpeg;base64," + base64.b64encode(_jpeg(image, PREVIEW_SIDE)).decode()
-        return ClassifyResult(labels=chosen.labels, probabilities=[round(float(p), 6) for p in probs],
+        return ClassifyResult(labels=chosen.labels, probabilities=probability_list(chosen.labels, probs),
                               prediction=chosen.labels[int(np.argmax(probs))], templates=chosen.templates,
                               temperature=service.temperature,
                               image={"filename": file.filename, "width": image.width, "height": image.height},
                               preview=preview, ms=_ms(started))
 
-    def run_search(vector: np.ndarray, query: str | None, mode: str, k: int, started: float) -> SearchResult:
+    def run_search(vector: np.ndarray, asked: dict[str, str | None], k: int, started: float) -> SearchResult:
         hits = need_index().search_vectors(vector, min(k, MAX_K))[0]
-        return SearchResult(query=query, mode=mode, k=k, ms=_ms(started), hits=[
-            SearchHit(rank=h.rank, id=h.id, score=h.score, key=h.key, caption=h.caption, pmcid=h.pmcid, split=h.split,
-                      source=h.source, image_url=f"/items/{h.id}/image") for h in hits])
+        return SearchResult(**asked, k=k, ms=_ms(started),
+                            hits=[SearchHit(**h.to_json(), image_url=f"/items/{h.id}/image") for h in hits])
 
-    @app.get("/search", response_model=SearchResult, summary="Text search of the index")
+    # exclude_none: a field that does not apply is left out (as in `biomedclip search --json`), not null
+    @app.get("/search", response_model=SearchResult, response_model_exclude_none=True,
+             summary="Text search of the index")
     def search_get(q: Annotated[str, Query(min_length=1, description="Text query")],
                    k: Annotated[int, Query(ge=1, le=MAX_K)] = 12) -> SearchResult:
         started = time.perf_counter()
         need_index()
-        return run_search(service.text_features([q]), q, "text", k, started)
+        return run_search(service.text_features([q]), {"mode": "text", "query": q}, k, started)
 
-    @app.post("/search", response_model=SearchResult, summary="Search the index by text or by an uploaded image")
+    @app.post("/search", response_model=SearchResult, response_model_exclude_none=True,
+              summary="Search the index by text or by an uploaded image")
     def search_post(q: Annotated[str | None, Form(description="Text query")] = None,
                     file: Annotated[UploadFile | None, File(description="Query image")] = None,
                     k: Annotated[int, Form(ge=1, le=MAX_K)] = 12) -> SearchResult:
         started = time.perf_counter()
         need_index()
         if file is not None:
-            return run_search(service.image_features(decode(file)), None, "image", k, started)
+            return run_search(service.image_features(decode(file)), {"mode": "image", "image": file.filename or ""},
+                              k, started)
         if q and q.strip():
-            return run_search(service.text_features([q]), q, "text", k, started)
+            return run_search(service.text_features([q]), {"mode": "text", "query": q}, k, started)
         raise HTTPException(400, "send a text query 'q' or an image 'file'")
 
     @app.post("/embed", response_model=EmbedResult, summary="Unit-norm embedding of an image or of texts")
@@ -376,7 +396,7 @@ def create_app(model: ModelLike, index: str | Path | None = None, *, limits: Upl
 
     @app.get("/items/{item_id}", summary="Metadata of an indexed item")
     def item_meta(item_id: int) -> dict[str, Any]:
-        return {"id": item_id, **item(item_id).to_row()}
+        return {"id": item_id, **item(item_id).to_json()}
 
     @app.get("/items/{item_id}/image", summary="Thumbnail of an indexed item",
              responses={200: {"content": {"image/jpeg": {}}}})

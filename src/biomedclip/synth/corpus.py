@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from biomedclip.errors import OutputExistsError
 from biomedclip.synth.captions import _caption
 from biomedclip.synth.encode import _break_bytes, _encode, _gif_thumbnail
 from biomedclip.synth.jats import _article_xml
@@ -132,7 +133,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     """Refuse to mix a new corpus into old files (stale articles would break determinism)."""
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out} is not empty; choose a new folder or pass overwrite=True")
+            raise OutputExistsError(f"{out} is not empty; choose a new folder or pass overwrite=True (--overwrite)")
         for name in _OWN_OUTPUTS:
             path = out / name
             if path.is_dir():

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from biomedclip.ui import console, progress_bar
 
 if TYPE_CHECKING:  # launch imports the trainer's modules; only the command that trains pays for them
@@ -23,6 +25,8 @@ def run_training_with_progress(config: TrainConfig) -> dict[str, Any]:
         steps_per_epoch = [1]
 
         def started(plan: dict[str, Any]) -> None:
+            for note in plan.get("warnings", []):  # said before the run, not lost in its log
+                bar.console.print(f"[yellow]warning:[/yellow] {escape(note)}", soft_wrap=True, highlight=False)
             steps_per_epoch[0] = plan["schedule"]["steps_per_epoch"]
             bar.update(task, total=plan["schedule"]["total_steps"],
                        info=f"{plan['train_samples']:,} pairs · {plan['precision']} · {plan['nproc']} proc")
@@ -44,14 +48,23 @@ def print_train_summary(summary: dict[str, Any]) -> None:
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("steps", f"{summary['total_steps']:,}")
-    table.add_row("samples/s", str(summary["samples_per_s"]))
-    table.add_row("loss first → final", f"{summary['first_loss']} → {summary['final_loss']}")
+    table.add_row("samples/s", number(summary.get("samples_per_s"), ",.1f"))
+    table.add_row("loss first → final", f"{number(summary.get('first_loss'), '.3f')} → "
+                                         f"{number(summary.get('final_loss'), '.3f')}")
     for key in ("image_to_text_R@1", "image_to_text_R@5", "image_to_text_R@10",
                 "text_to_image_R@1", "text_to_image_R@5", "text_to_image_R@10"):
         if key in summary["val"]:
-            table.add_row(f"val {key}", f"{summary['val'][key]:.3f}")
-    table.add_row("wall time", f"{summary['wall_seconds']} s")
+            table.add_row(f"val {key}", number(summary["val"][key], ".3f"))
+    table.add_row("wall time", f"{number(summary.get('wall_seconds'), ',.1f')} s")
     console.print(table)
-    console.print(f"bundle: {summary['bundle']}\nmetrics: {summary['metrics_csv']}\n"
+    plot = f"\nloss plot: {summary['loss_plot']}" if summary.get("loss_plot") else ""
+    console.print(f"bundle: {summary['bundle']}\nmetrics: {summary['metrics_csv']}{plot}\n"
                   f"TensorBoard: tensorboard --logdir {summary['tensorboard']}")
+
+
+def number(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec`` for a person to read; '–' when there is none (no step logged)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return format(value, spec)
 

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from biomedclip.errors import BiomedclipError
-from biomedclip.train.monitor import LogFollower, StepRecord, read_log, write_csv
+from biomedclip.models.checkpoints import latest_checkpoint, resolve_model_folder
+from biomedclip.train.monitor import LogFollower, StepRecord, plot_loss, read_log, write_csv
 from biomedclip.train.recipe import Recipe, open_clip_args, plan_schedule
 
 
@@ -54,20 +55,47 @@ class TrainConfig:
     resume: bool = False
     name: str = "train"
     device: str = "auto"  # auto|cpu|cuda|cuda:N — the runtime's rules; several processes = one GPU each
+    allow_tiny_data: bool = False  # train even when the train split holds fewer pairs than one batch
 
 
 def split_shards(data: Path, split: str) -> tuple[list[Path], int]:
-    """The tar shards of one split and its sample count (from the build's stats.json)."""
-    data = Path(data)
-    stats_path = data / "stats.json"
-    if not stats_path.exists():
-        raise TrainError(f"{data} is not a finished shard build (no stats.json): run `biomedclip data build` first")
-    stats = json.loads(stats_path.read_text())
-    info = stats.get("splits", {}).get(split)
-    shards = sorted((data / split).glob("*.tar"))
-    if not info or not shards:
+    """The tar shards of one split and its sample count (``[], 0`` when the build has no such split).
+
+    The sample count comes from the build's stats (open_clip_train needs it up front), so only a
+    finished build can be trained on.
+    """
+    from biomedclip.data.build_folder import BuildFolder, NotABuildError
+
+    try:
+        build = BuildFolder(data, finished=True)
+    except NotABuildError as exc:
+        raise TrainError(f"--data: {exc}") from exc
+    shards = build.shards(split)
+    samples = build.samples(split)
+    if not shards or not samples:
         return [], 0
-    return shards, int(info["samples"])
+    return shards, samples
+
+
+def data_warnings(config: TrainConfig, n_train: int, n_val: int) -> list[str]:
+    """Refuse a train split smaller than one batch; return warnings about the data (no val split).
+
+    open_clip_train resamples shards, so a build with a handful of pairs "trains" without
+    complaint: one pair seen hundreds of times per epoch teaches the model nothing but that pair.
+    ``allow_tiny_data`` is for smoke tests that want exactly that.
+    """
+    global_batch = config.recipe.batch_size * config.nproc
+    if n_train < global_batch and not config.allow_tiny_data:
+        per = f" ({config.recipe.batch_size} × {config.nproc} processes)" if config.nproc > 1 else ""
+        raise TrainError(
+            f"{config.data}: the train split holds {n_train:,} pair(s), fewer than one batch of {global_batch:,}"
+            f"{per}; every batch would repeat the same pairs. Build more data, lower --batch-size to at most "
+            f"{max(1, n_train // config.nproc):,}, or pass --allow-tiny-data to train anyway")
+    notes = []
+    if n_val == 0:
+        notes.append(f"{config.data} has no val split: training runs without validation (no val loss or "
+                     "retrieval metrics in the summary); build with e.g. --splits train=0.9,val=0.1")
+    return notes
 
 
 def shard_urls(shards: list[Path]) -> str:
@@ -76,17 +104,30 @@ def shard_urls(shards: list[Path]) -> str:
 
 
 def prepare_init_bundle(config: TrainConfig) -> Path:
-    """The bundle training starts from: the user's bundle, or a fresh one for a built-in name."""
-    from biomedclip.models.factory import create_bundle
+    """The bundle training starts from (open_clip_train reads only bundles).
+
+    The user's bundle as it is; a run folder's ``bundle/``; a checkpoint (a file, or a run folder
+    stopped before its bundle was written) exported to ``RUN/init_bundle``; a fresh
+    ``RUN/init_bundle`` for a built-in (or hub) name.
+    """
+    from biomedclip.models.factory import create_bundle, export_bundle, load_model
 
     model = config.model
+    target = config.out / "init_bundle"
     if model.startswith("local-dir:"):
         return Path(model.removeprefix("local-dir:")).resolve()
+    checkpoint: Path | None = None
     if Path(model).is_dir():
-        return Path(model).resolve()
-    target = config.out / "init_bundle"
+        kind, found = resolve_model_folder(model)
+        if kind == "bundle":
+            return found.resolve()
+        checkpoint = found
+    elif Path(model).is_file():
+        checkpoint = Path(model)
     if target.exists() and config.resume:
         return target
+    if checkpoint is not None:
+        return export_bundle(load_model(checkpoint, tokenizer_dir=config.tokenizer), target, overwrite=True)
     return create_bundle(target, model, tokenizer_dir=config.tokenizer, text_init=config.text_init,
                          seed=config.recipe.seed, overwrite=True)
 
@@ -179,16 +220,6 @@ def _trainer_error(log_file: Path) -> str:
     return ""
 
 
-def latest_checkpoint(run_logs: Path) -> Path | None:
-    """``epoch_latest.pt`` if present, else the highest ``epoch_N.pt``."""
-    folder = run_logs / "checkpoints"
-    latest = folder / "epoch_latest.pt"
-    if latest.exists():
-        return latest
-    numbered = sorted(folder.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-    return numbered[-1] if numbered else None
-
-
 def train(config: TrainConfig, on_step: Callable[[StepRecord], None] | None = None,
           on_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) training; return the summary also written to RUN/summary.json."""
@@ -210,11 +241,15 @@ def train(config: TrainConfig, on_step: Callable[[StepRecord], None] | None = No
         raise TrainError(f"{out} already holds a run: pass --resume to continue it, or choose a new --out")
     if config.resume and not (run_logs / "out.log").exists():
         raise TrainError(f"nothing to resume in {out}: no run log at {run_logs / 'out.log'}")
-    out.mkdir(parents=True, exist_ok=True)
     train_shards, n_train = split_shards(config.data, "train")
     if not train_shards:
         raise TrainError(f"no training shards in {config.data}/train: build shards with a non-zero train share")
     val_shards, n_val = split_shards(config.data, "val")
+    notes = data_warnings(config, n_train, n_val)
+    if config.resume and latest_checkpoint(run_logs) is None:
+        notes.append(f"--resume: the run in {out} stopped before its first epoch ended, so it saved no checkpoint "
+                     "(open_clip_train writes one at the end of each epoch); training starts again from step 0")
+    out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be trainable
     schedule = plan_schedule(config.recipe, n_train, world_size=config.nproc)
     bundle = prepare_init_bundle(config)
     argv = open_clip_args(
@@ -225,7 +260,7 @@ def train(config: TrainConfig, on_step: Callable[[StepRecord], None] | None = No
     )
     plan = {"train_samples": n_train, "val_samples": n_val, "schedule": asdict(schedule),
             "device": str(device) if config.nproc == 1 or device.type == "cpu" else "cuda:LOCAL_RANK",
-            "precision": precision, "nproc": config.nproc, "argv": argv}
+            "precision": precision, "nproc": config.nproc, "warnings": notes, "argv": argv}
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
     if on_start:
         on_start(plan)
@@ -244,10 +279,12 @@ def train(config: TrainConfig, on_step: Callable[[StepRecord], None] | None = No
         raise TrainError(f"training wrote no checkpoint in {run_logs / 'checkpoints'}; see {console_log}")
     log = read_log(run_logs / "out.log")
     write_csv(log, out / "metrics.csv")
+    plot_loss(out / "metrics.csv", out / "loss.png")  # raw per-step loss + one EMA across epochs
     from biomedclip.models.factory import export_bundle, load_model
 
     export_bundle(load_model(checkpoint, base=bundle), out / "bundle", overwrite=True)
     summary = _summary(log, schedule.total_steps, seconds, checkpoint, out)
+    summary["warnings"] = notes
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -267,6 +304,7 @@ def _summary(log: Any, total_steps: int, seconds: float, checkpoint: Path, out: 
         "checkpoint": str(checkpoint),
         "bundle": str(out / "bundle"),
         "metrics_csv": str(out / "metrics.csv"),
+        "loss_plot": str(out / "loss.png") if steps else None,
         "tensorboard": str(checkpoint.parent.parent / "tensorboard"),
     }
 

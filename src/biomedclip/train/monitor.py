@@ -1,4 +1,4 @@
-"""Follow an ``open_clip_train`` run through its log: progress, a CSV of every step, the summary.
+"""Follow an ``open_clip_train`` run through its log: progress, a CSV of every step, the loss plot.
 
 open_clip_train writes one ``Train Epoch`` line per logged step and one ``Eval Epoch`` line per
 validation to ``<logs>/<name>/out.log`` (rank 0 only, whatever the launcher). Reading that file
@@ -130,3 +130,55 @@ class LogFollower:
             if isinstance(item, StepRecord):
                 self.on_step(item)
 
+
+
+# -- the loss plot ----------------------------------------------------------------------------------
+
+def smoothed(values: list[float], span: int) -> list[float]:
+    """Exponential moving average over the whole sequence, bias-corrected (as TensorBoard's smoothing).
+
+    One average runs across epoch boundaries — unlike open_clip's ``loss_avg`` column, a running
+    mean that restarts every epoch and so jumps back to the raw loss at each one. ``span`` is the
+    usual EMA span (weight ``2 / (span + 1)`` on the newest value); the bias correction keeps the
+    first points from being pulled towards zero.
+    """
+    alpha = 2.0 / (max(1, span) + 1.0)
+    out: list[float] = []
+    mean, weight = 0.0, 0.0
+    for value in values:
+        mean = (1 - alpha) * mean + alpha * value
+        weight = (1 - alpha) * weight + alpha
+        out.append(mean / weight)
+    return out
+
+
+def plot_loss(metrics_csv: Path, png: Path, *, span: int | None = None) -> Path | None:
+    """RUN/loss.png from RUN/metrics.csv: every logged step's loss, and its smoothed trend.
+
+    The x axis is training progress in epochs (epoch + share of its samples seen). ``span``
+    defaults to an eighth of the logged steps, between 2 and 50. Returns None when the CSV has no
+    steps (nothing to draw).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    x = [int(r["epoch"]) + int(r["samples_in_epoch"]) / max(1, int(r["samples_per_epoch"])) for r in rows]
+    loss = [float(r["loss"]) for r in rows]
+    span = span or max(2, min(50, len(loss) // 8))
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.plot(x, loss, label="loss (each logged step)", alpha=0.35, lw=1)
+    ax.plot(x, smoothed(loss, span), label=f"smoothed (EMA, span {span} logged steps)", lw=2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("contrastive loss")
+    ax.set_title("Pretraining loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return png

@@ -61,8 +61,8 @@ function chooseFile(file) {
 }
 
 function renderBars(result) {
-  const rows = result.labels.map((label, i) => ({ label, p: result.probabilities[i] }))
-    .sort((a, b) => b.p - a.p);
+  // probabilities: [{label, p}, …] in label order (the shape `biomedclip classify --json` prints too)
+  const rows = [...result.probabilities].sort((a, b) => b.p - a.p);
   const bars = $("bars");
   bars.replaceChildren();
   for (const { label, p } of rows) {
