@@ -402,7 +402,7 @@ class S3Store:
                                         "unless key/secret storage options are given") from exc
                 if code not in _RETRY_CODES and status not in (500, 502, 503, 504):
                     raise PmcFetchError("fetch_failed", f"{what}: {code or status}: {exc}") from exc
-                error: Exception = exc
+                error: BaseException = exc
                 reason = "throttled"
             except _transient_errors() as exc:
                 error = exc
@@ -845,7 +845,7 @@ def create_plan(source: str, options: PmcOptions, storage_options: dict[str, Any
 
 
 def _load_inventory(db: sqlite3.Connection, store: S3Store, snapshot: Snapshot) -> dict[str, Any]:
-    counts = Counter()
+    counts: Counter[str] = Counter()
 
     def rows() -> Iterator[tuple[int, int, str]]:
         for key, _modified, etag in iter_inventory(store, snapshot):
@@ -1013,7 +1013,8 @@ def _key_and_md5(url: str, fallback: str = "") -> tuple[str, str | None]:
     still names the original bucket resolves to its own copy.
     """
     parts = urlsplit(url)
-    md5 = (parse_qs(parts.query).get("md5") or [None])[0]
+    values = parse_qs(parts.query).get("md5")
+    md5 = values[0] if values else None
     match = _VERSION_PATH.search(unquote(parts.path))
     return (match.group(1) if match else unquote(parts.path).lstrip("/") or fallback), md5
 
@@ -1117,6 +1118,7 @@ def _process(task: PmcTask, store: S3Store, settings: ExtractSettings) -> Articl
     prev = json.loads(task.prev) if task.prev else None
     pmcid = task.pmcid
     if task.kind == "withdrawn":
+        assert prev is not None, "a withdrawn task always carries the previous build's row"
         result = ArticleResult(uri=task.location.uri(f"metadata/{pmcid}.{prev['version']}.json"), skipped="withdrawn")
         result.records.append({"type": "article", "pmc": task.pmc, "outcome": "withdrawn"})
         _add_tombstone(result, task, prev, "withdrawn")
