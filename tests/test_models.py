@@ -31,7 +31,6 @@ from biomedclip.models import (
     load_model,
     load_state_dict_compat,
 )
-from biomedclip.models.cli import export_command
 from biomedclip.models.factory import ALLOW_DOWNLOAD_ENV, OPENAI_MEAN, OPENAI_STD
 
 OFFICIAL = "biomedclip-vit-b16-bert256"
@@ -292,13 +291,11 @@ def test_export_command_writes_bundle_from_checkpoint(tiny, tiny_bundle, image_f
     out = tmp_path / "exported"
     (out).mkdir()
     (out / "pytorch_model.bin").write_bytes(b"stale")  # would be picked up by open_clip: must go
-    import typer
+    from biomedclip.cli import app  # the project's app: its one error handler turns ModelLoadError into exit 2
 
-    app = typer.Typer()
-    app.command()(export_command)
-    result = CliRunner().invoke(app, [str(tmp_path / "run"), "--out", str(out)])
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(out)])
     assert result.exit_code == 2 and "overwrite" in result.output
-    result = CliRunner().invoke(app, [str(tmp_path / "run"), "--out", str(out), "--overwrite"])
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(out), "--overwrite"])
     assert result.exit_code == 0, result.output
     assert not (out / "pytorch_model.bin").exists()
     from_ckpt, from_bundle = load_model(path), load_model(out)
