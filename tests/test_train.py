@@ -128,7 +128,7 @@ def test_refuses_to_overwrite_a_run(trained_run: tuple[Path, dict], learn_data: 
     out, _ = trained_run
     with pytest.raises(TrainError, match="--resume"):
         train(TrainConfig(data=learn_data["shards"], out=out, tokenizer=learn_data["tokenizer"]))
-    with pytest.raises(TrainError, match="not a finished shard build"):
+    with pytest.raises(TrainError, match="not a finished build folder"):
         train(TrainConfig(data=learn_data["corpus"], out=learn_data["root"] / "other"))
 
 
