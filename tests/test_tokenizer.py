@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from biomedclip.models.cli import tokenizer_app
+from biomedclip.cli import app  # the project's app: its one error handler turns expected errors into exit 2
 from biomedclip.models.tokenizer import (
     SPECIAL_TOKENS,
     iter_captions,
@@ -151,15 +151,15 @@ def test_plot_writes_png(tmp_path):
 def test_cli_train_then_stats(shards, tmp_path):
     runner = CliRunner()
     out = tmp_path / "tok"
-    result = runner.invoke(tokenizer_app, ["train", str(shards), "--vocab-size", "300", "--out", str(out)])
+    result = runner.invoke(app, ["tokenizer", "train", str(shards), "--vocab-size", "300", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "vocab.txt").read_text().splitlines()[:5] == list(SPECIAL_TOKENS)
     assert "240 captions" in result.output
     png, js = tmp_path / "len.png", tmp_path / "stats.json"
-    result = runner.invoke(tokenizer_app, ["stats", str(shards), "--tokenizer", str(out), "--plot", str(png),
-                                           "--json", str(js), "--context", "32", "--context", "256"])
+    result = runner.invoke(app, ["tokenizer", "stats", str(shards), "--tokenizer", str(out), "--plot", str(png),
+                                 "--json", str(js), "--context", "32", "--context", "256"])
     assert result.exit_code == 0, result.output
     assert "p99" in result.output and png.is_file()
     assert set(json.loads(js.read_text())["fits"]) == {"32", "256"}
-    result = runner.invoke(tokenizer_app, ["stats", str(tmp_path / "nowhere"), "--tokenizer", str(out)])
+    result = runner.invoke(app, ["tokenizer", "stats", str(tmp_path / "nowhere"), "--tokenizer", str(out)])
     assert result.exit_code == 2 and "no shard" in result.output
