@@ -42,6 +42,6 @@ def test_zero_shot_probabilities_and_accuracy() -> None:
     classes = np.eye(3)
     images = np.array([[1.0, 0.1, 0.0], [0.0, 0.2, 1.0], [0.1, 1.0, 0.0], [1.0, 0.0, 0.0]])
     images /= np.linalg.norm(images, axis=1, keepdims=True)
-    probs = class_probabilities(images, classes)
+    probs = class_probabilities(images, classes, 100.0)
     assert np.allclose(probs.sum(axis=1), 1.0)
     assert accuracy(probs, [0, 2, 1, 1]) == pytest.approx(0.75)

@@ -190,11 +190,11 @@ def test_as_runner_keeps_a_loaded_models_device_and_hash_follows_weights() -> No
 
 @pytest.mark.skipif(HAS_CUDA, reason="needs a machine without CUDA")
 @pytest.mark.parametrize("argv", [
-    ["classify", "x.png", "--model", "no-such-model", "--labels", "a", "b", "--device", "cuda"],
-    ["embed", ".", "--model", "no-such-model", "--out", "OUT", "--device", "cuda:1"],
+    ["classify", "x.png", "--model", "biomedclip-tiny", "--labels", "a", "b", "--device", "cuda"],
+    ["embed", ".", "--model", "biomedclip-tiny", "--out", "OUT", "--device", "cuda:1"],
     ["search", "INDEX", "query", "--device", "cuda"],
-    ["serve", "--model", "no-such-model", "--device", "cuda"],
-    ["eval", "zeroshot", "--model", "no-such-model", "--data", ".", "--out", "OUT", "--device", "cuda"],
+    ["serve", "--model", "biomedclip-tiny", "--device", "cuda"],
+    ["eval", "zeroshot", "--model", "biomedclip-tiny", "--data", ".", "--out", "OUT", "--device", "cuda"],
     ["train", "--data", "DATA", "--out", "OUT", "--device", "cuda"],
     ["demo", "--out", "OUT", "--device", "cuda"],
 ])
@@ -206,14 +206,14 @@ def test_cuda_without_a_gpu_fails_fast_before_the_model(argv: list[str], tmp_pat
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
     assert "--device cuda" in output and "use --device cpu" in output, output
-    assert "no-such-model" not in output  # the device was checked first
+    assert "biomedclip-tiny" not in output  # the device was checked first
     assert "Traceback" not in output
     assert not (tmp_path / "OUT").exists()
     assert seconds < 10  # includes the interpreter start; the check itself does not import torch
 
 
 @pytest.mark.parametrize("argv", [
-    ["classify", "x.png", "--model", "m", "--labels", "a", "b", "--precision", "bf17"],
+    ["classify", "x.png", "--model", "biomedclip-tiny", "--labels", "a", "b", "--precision", "bf17"],
     ["train", "--data", "DATA", "--out", "OUT", "--precision", "bf17"],
 ])
 def test_bad_precision_is_refused_before_work(argv: list[str], tmp_path: Path) -> None:
