@@ -96,13 +96,12 @@ def _column_options(columns: CsvColumns | None) -> dict[str, Any]:
     return {"columns": columns.to_dict()} if columns is not None and not columns.is_default() else {}
 
 
-def _runner(model: ModelLike, device: str | None, precision: str | None) -> ModelRunner:
-    return as_runner(model, device=device, precision=precision)
-
-
-def model_identity(runner: ModelRunner) -> str:
-    """A stable name for the model that made the vectors (bundle paths made absolute)."""
-    return runner.identity()
+def _run_spec(kind: str, runner: ModelRunner, inputs: Sequence[str | Path], split: Sequence[str] | None,
+              dtype: str, chunk_size: int, options: dict[str, Any]) -> RunSpec:
+    """What must match for a run to resume an embeddings folder (model weights included)."""
+    return RunSpec(kind=kind, model=runner.identity(), weights_sha256=runner.weights_sha256(), dtype=dtype,
+                   chunk_size=chunk_size, inputs=[str(Path(p).resolve()) for p in inputs],
+                   options={"split": list(split) if split else None, "precision": runner.precision, **options})
 
 
 # -- images ----------------------------------------------------------------------------------------
@@ -191,13 +190,11 @@ def embed_images(
         read_options: DICOM/NIfTI window, slice and axis (:class:`~biomedclip.io.medical.ReadOptions`).
         columns: path and caption columns of ``.csv`` file lists (default ``path``, ``caption``).
     """
-    runner = _runner(model, device, precision)
+    runner = as_runner(model, device=device, precision=precision)
     read_options = read_options or ReadOptions()
     batch_size = batch_size or runner.runtime.batch_size("image")
-    spec = RunSpec(kind="image", model=runner.identity(), weights_sha256=runner.weights_sha256(), dtype=dtype,
-                   chunk_size=chunk_size, inputs=[str(Path(p).resolve()) for p in inputs],
-                   options={"split": list(split) if split else None, "precision": runner.precision,
-                            **read_options.to_dict(), **_column_options(columns)})
+    spec = _run_spec("image", runner, inputs, split, dtype, chunk_size,
+                     {**read_options.to_dict(), **_column_options(columns)})
     writer = EmbeddingWriter(out, spec, lambda: discover_images(inputs, split=split, columns=columns),
                              overwrite=overwrite)
     pending = writer.pending_chunks()
@@ -259,12 +256,9 @@ def embed_texts(
 
     ``columns.caption`` names the text column of ``.csv``/``.jsonl``/``.parquet`` tables.
     """
-    runner = _runner(model, device, precision)
+    runner = as_runner(model, device=device, precision=precision)
     batch_size = batch_size or runner.runtime.batch_size("text")
-    spec = RunSpec(kind="text", model=runner.identity(), weights_sha256=runner.weights_sha256(), dtype=dtype,
-                   chunk_size=chunk_size, inputs=[str(Path(p).resolve()) for p in inputs],
-                   options={"split": list(split) if split else None, "precision": runner.precision,
-                            **_column_options(columns)})
+    spec = _run_spec("text", runner, inputs, split, dtype, chunk_size, _column_options(columns))
     writer = EmbeddingWriter(out, spec, lambda: discover_texts(inputs, split=split, columns=columns),
                              overwrite=overwrite)
     total, done = len(writer.items), writer.done_rows()
